@@ -15,10 +15,12 @@ log() { echo "[build-controlplane] $*" >&2; }
 build() {  # build NAME VERSION MODULE_DIR LDFLAGS PKG...
   local name=$1 version=$2 moddir=$3 ldflags=$4; shift 4
   local out="$cache/bin/$name-$version"
-  if [[ -x "$out/.complete" || -f "$out/.complete" ]]; then log "$name $version: cached in $out"; echo "$out"; return; fi
+  if [[ -f "$out/.complete" ]]; then log "$name $version: cached in $out"; echo "$out"; return; fi
   log "$name $version: building $* (this takes a while on 2 cores)"
   rm -rf "$out.tmp" && mkdir -p "$out.tmp"
-  (cd "$here/gomod/$moddir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp/" "$@")
+  local dest="$out.tmp/"
+  [[ $# -eq 1 ]] && dest="$out.tmp/$name"   # one command: name the binary after the component (etcd's package is .../server/v3)
+  (cd "$here/gomod/$moddir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$dest" "$@")
   touch "$out.tmp/.complete"
   rm -rf "$out" && mv "$out.tmp" "$out"
   log "$name $version: done"

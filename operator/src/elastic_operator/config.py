@@ -1,0 +1,49 @@
+"""Operator settings, from environment variables (ELASTIC_OPERATOR_*) or CLI flags (see main.py)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    """Everything an operator deployment may tune. Every field maps to ELASTIC_OPERATOR_<FIELD> and --<field>."""
+
+    model_config = SettingsConfigDict(env_prefix="ELASTIC_OPERATOR_", frozen=True, extra="forbid")
+
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces to watch for jobs; empty means cluster-wide."
+    )
+    node_selector: str = Field(
+        default="",
+        description="Label selector (k=v[,k=v]) of the nodes this operator may place workers on; empty: all nodes.",
+    )
+    gpu_resource: str = Field(default="nvidia.com/gpu", description="Extended resource name of accelerators.")
+    planner_interval_s: float = Field(default=5.0, gt=0, description="Seconds between periodic planning rounds.")
+    planner_debounce_s: float = Field(
+        default=0.3, ge=0, description="After a watched change, wait this long for more before planning."
+    )
+    report_host: str = Field(default="0.0.0.0", description="Address the report endpoint listens on.")
+    report_port: int = Field(default=8080, ge=0, le=65535, description="Port of the report endpoint (0: any).")
+    report_url: str = Field(
+        default="",
+        description="URL trainer pods use to reach the report endpoint; empty: http://<report_host>:<report_port>.",
+    )
+    metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics (0: any, -1 is invalid).")
+    health_port: int = Field(default=8081, ge=0, le=65535, description="Port of the liveness probe (/healthz).")
+    rescale_pause_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Expected pause of one rescale (measured by bench-rescale); used by the policy.",
+    )
+    grow_mode: str = Field(default="goodput", pattern="^(fair|goodput)$", description="How spare capacity is shared.")
+    shrink_deadline_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long leaving workers get to report their checkpoint before deletion.",
+    )
+    start_deadline_s: float = Field(
+        default=600.0, gt=0, description="How long a new generation may take to gather all its workers."
+    )
+    rendezvous_port: int = Field(default=29400, ge=1, le=65535, description="Port of each job's TCPStore server.")
+    standalone: bool = Field(default=True, description="Run without kopf peering (one replica).")
