@@ -1,0 +1,120 @@
+"""A small facade over kubernetes_asyncio's ApiClient: raw JSON in and out, idempotent creates and deletes.
+
+Everything the operator writes to the API server goes through here, so the RBAC the chart grants is exactly the
+set of calls below (see charts/ and docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+GROUP = "elastic.training"
+VERSION = "v1alpha1"
+MERGE_PATCH = "application/merge-patch+json"
+
+JSON = dict[str, Any]
+
+# kind -> (API prefix, plural) for everything the operator creates or deletes
+KINDS: dict[str, tuple[str, str]] = {
+    "Pod": ("/api/v1", "pods"),
+    "Service": ("/api/v1", "services"),
+    "Secret": ("/api/v1", "secrets"),
+    "Event": ("/apis/events.k8s.io/v1", "events"),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
+    "TrainingJob": (f"/apis/{GROUP}/{VERSION}", "trainingjobs"),
+    "TuningSweep": (f"/apis/{GROUP}/{VERSION}", "tuningsweeps"),
+}
+
+
+class KubeClient:
+    """One ApiClient for the whole operator process."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | None = None) -> KubeClient:
+        """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+        configuration = client.Configuration()
+        try:
+            if kubeconfig:
+                raise config.ConfigException("kubeconfig given")
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        return cls(client.ApiClient(configuration))
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def request(
+        self, method: str, path: str, body: Any = None, *, content_type: str = "application/json", query: Any = None
+    ) -> JSON:
+        """One authenticated call; returns the decoded JSON body. Raises ApiException on HTTP errors."""
+        resp = await self.api.call_api(
+            path,
+            method,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+        )
+        raw = await resp.read()
+        data: JSON = json.loads(raw) if raw else {}
+        return data
+
+    @staticmethod
+    def path(kind: str, namespace: str, name: str = "", sub: str = "") -> str:
+        prefix, plural = KINDS[kind]
+        out = f"{prefix}/namespaces/{namespace}/{plural}"
+        if name:
+            out += f"/{name}"
+        if sub:
+            out += f"/{sub}"
+        return out
+
+    # -- creates (409 Conflict means it exists: fine, apply is level-based) -------------------------------------
+
+    async def create(self, obj: JSON) -> bool:
+        """Create a namespaced object of a kind the operator owns. Returns False when it already existed."""
+        try:
+            await self.request("POST", self.path(obj["kind"], obj["metadata"]["namespace"]), obj)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def delete(self, kind: str, namespace: str, name: str, grace_seconds: int | None = None) -> bool:
+        """Delete (background propagation). Returns False when it was already gone."""
+        body: JSON = {"propagationPolicy": "Background"}
+        if grace_seconds is not None:
+            body["gracePeriodSeconds"] = grace_seconds
+        try:
+            await self.request("DELETE", self.path(kind, namespace, name), body)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def get(self, kind: str, namespace: str, name: str) -> JSON | None:
+        try:
+            return await self.request("GET", self.path(kind, namespace, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def patch_status(self, kind: str, namespace: str, name: str, patch: JSON) -> JSON:
+        """Merge-patch the status subresource of one of our custom objects; returns the object as stored."""
+        return await self.request("PATCH", self.path(kind, namespace, name, "status"), patch, content_type=MERGE_PATCH)
+
+    async def post_event(self, event: JSON) -> None:
+        await self.request("POST", self.path("Event", event["metadata"]["namespace"]), event)

@@ -1,0 +1,98 @@
+"""The operator's in-memory view of the cluster, fed by watch events (kopf `on.event` handlers).
+
+Nothing here lists the API server: every planning round reads this view, which the watches keep current. The
+view stores each object's raw JSON as last seen; `changed` wakes the planner after a relevant change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON = dict[str, Any]
+Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
+
+JOB_LABEL = "elastic.training/job-name"
+
+
+def key_of(obj: Mapping[str, Any]) -> Key:
+    meta = obj.get("metadata", {})
+    return (meta.get("namespace") or "", meta["name"])
+
+
+@dataclass
+class ClusterView:
+    """Nodes, pods and our custom objects, as the watches last reported them."""
+
+    nodes: dict[str, JSON] = field(default_factory=dict)
+    pods: dict[Key, JSON] = field(default_factory=dict)
+    jobs: dict[Key, JSON] = field(default_factory=dict)
+    sweeps: dict[Key, JSON] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    revision: int = 0
+
+    def _touch(self) -> None:
+        self.revision += 1
+        self.changed.set()
+
+    def observe(self, kind: str, event_type: str | None, obj: JSON) -> None:
+        """Fold one watch event in. `event_type` is ADDED/MODIFIED/DELETED, or None for the initial listing."""
+        store: dict[Any, JSON]
+        if kind == "Node":
+            store, key = self.nodes, obj["metadata"]["name"]
+        elif kind == "Pod":
+            store, key = self.pods, key_of(obj)
+        elif kind == "TrainingJob":
+            store, key = self.jobs, key_of(obj)
+        elif kind == "TuningSweep":
+            store, key = self.sweeps, key_of(obj)
+        else:
+            raise ValueError(f"unexpected kind {kind}")
+        if event_type == "DELETED":
+            if store.pop(key, None) is not None:
+                self._touch()
+            return
+        previous = store.get(key)
+        store[key] = obj
+        if previous is None or _meaningful_change(kind, previous, obj):
+            self._touch()
+
+    def job_pods(self, namespace: str, name: str) -> list[JSON]:
+        return [
+            p
+            for (ns, _), p in self.pods.items()
+            if ns == namespace and p.get("metadata", {}).get("labels", {}).get(JOB_LABEL) == name
+        ]
+
+    def pods_by_job(self) -> dict[Key, list[JSON]]:
+        out: dict[Key, list[JSON]] = {}
+        for (ns, _), p in self.pods.items():
+            job = p.get("metadata", {}).get("labels", {}).get(JOB_LABEL)
+            if job:
+                out.setdefault((ns, job), []).append(p)
+        return out
+
+    def trial_jobs(self, namespace: str, sweep: str) -> Iterable[JSON]:
+        for (ns, _), job in self.jobs.items():
+            if ns == namespace and job.get("metadata", {}).get("labels", {}).get("elastic.training/sweep") == sweep:
+                yield job
+
+
+def _meaningful_change(kind: str, old: JSON, new: JSON) -> bool:
+    """Heartbeat-only updates of nodes (lastHeartbeatTime) must not wake the planner every few seconds."""
+    if kind != "Node":
+        return True
+    o, n = old.get("status", {}), new.get("status", {})
+    return (
+        old.get("spec") != new.get("spec")
+        or old.get("metadata", {}).get("labels") != new.get("metadata", {}).get("labels")
+        or o.get("allocatable") != n.get("allocatable")
+        or _ready(o) != _ready(n)
+        or old.get("metadata", {}).get("deletionTimestamp") != new.get("metadata", {}).get("deletionTimestamp")
+    )
+
+
+def _ready(status: Mapping[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))

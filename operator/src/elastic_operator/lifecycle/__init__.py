@@ -1,0 +1,1 @@
+"""PURE: the TrainingJob lifecycle as data: status <-> runtime state, one reconciliation step, pod directives."""

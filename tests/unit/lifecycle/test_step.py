@@ -1,0 +1,236 @@
+"""The TrainingJob lifecycle as a pure function: each transition, and that re-running a step changes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from elastic_operator.lifecycle.directive import EXIT, RUN, WAIT, directive_for
+from elastic_operator.lifecycle.state import (
+    FAILED,
+    QUEUED,
+    RESCALING,
+    RUNNING,
+    STARTING,
+    SUCCEEDED,
+    SUSPENDED,
+    WORKER_FAILED,
+    WORKER_LOST,
+    JobRuntime,
+    Leaving,
+    Slot,
+    from_status,
+    to_status,
+)
+from elastic_operator.lifecycle.step import (
+    Change,
+    Inputs,
+    JobSpecFacts,
+    PodFacts,
+    ReportFacts,
+    Step,
+    Timeouts,
+    advance,
+    worker_pod_name,
+)
+
+NOW = 1_000_000.0
+SPEC = JobSpecFacts(name="job", min_workers=2, max_workers=4)
+
+
+def worker(slot: int, phase: str = "Running", **kw: object) -> PodFacts:
+    return PodFacts(name=worker_pod_name("job", slot), role="worker", slot=slot, phase=phase, node=f"n{slot}", **kw)  # type: ignore[arg-type]
+
+
+def rdzv(name: str = "job-rdzv-1", phase: str = "Running") -> PodFacts:
+    return PodFacts(name=name, role="rendezvous", slot=None, phase=phase, ip="10.0.0.9")
+
+
+def running(n: int, gen: int = 1) -> JobRuntime:
+    return JobRuntime(
+        phase=RUNNING,
+        rescale_generation=gen,
+        placement=tuple(Slot(i, f"n{i}", seen=True) for i in range(n)),
+        members=tuple(range(n)),
+        next_slot=n,
+        rendezvous_pod="job-rdzv-1",
+        rendezvous_seen=True,
+        rendezvous_count=1,
+        start_time=NOW - 100,
+    )
+
+
+def reports(slots: range | list[int], gen: int, state: str = "running") -> dict[str, ReportFacts]:
+    return {worker_pod_name("job", s): ReportFacts(generation=gen, state=state, time=NOW) for s in slots}
+
+
+def step(rt: JobRuntime, pods: list[PodFacts], rep: dict[str, ReportFacts] | None = None, **kw: object) -> Step:
+    return advance(Inputs(spec=kw.pop("spec", SPEC), runtime=rt, pods=tuple(pods), reports=rep or {}, **kw), NOW)  # type: ignore[arg-type]
+
+
+def test_admit_creates_rendezvous_and_pinned_workers_then_is_idempotent() -> None:
+    s = step(JobRuntime(), [], change=Change("admit", 2, add_nodes=("a", "b"), reason="fits"))
+    assert s.runtime.phase == STARTING
+    assert s.runtime.rescale_generation == 1
+    assert [(c.slot, c.node) for c in s.create_workers] == [(0, "a"), (1, "b")]
+    assert s.create_rendezvous == "job-rdzv-1"
+    assert s.runtime.members == (0, 1)
+    assert [e.reason for e in s.events] == ["Admitted"]
+    # the watch has not delivered the pods yet: the same creates again (409 is fine), nothing else
+    again = step(s.runtime, [])
+    assert [c.slot for c in again.create_workers] == [0, 1]
+    assert again.runtime == s.runtime
+    assert not again.events
+
+
+def test_starting_becomes_running_only_when_every_member_reports_the_current_generation() -> None:
+    rt = replace(running(2), phase=STARTING)
+    pods = [worker(0), worker(1), rdzv()]
+    assert step(rt, pods, reports([0], 1)).runtime.phase == STARTING
+    assert step(rt, pods, {**reports([0], 1), **reports([1], 0)}).runtime.phase == STARTING
+    done = step(rt, pods, reports([0, 1], 1))
+    assert done.runtime.phase == RUNNING
+    assert step(done.runtime, pods, reports([0, 1], 1)).idle
+
+
+def test_grow_creates_pods_first_and_opens_the_next_generation_when_they_run() -> None:
+    rt = running(2)
+    pods = [worker(0), worker(1), rdzv()]
+    s = step(rt, pods, reports([0, 1], 1), change=Change("grow", 3, add_nodes=("c",), reason="spare capacity"))
+    assert s.runtime.phase == RESCALING
+    assert s.runtime.rescale_generation == 1  # not yet: the new pod must run first
+    assert [(c.slot, c.node) for c in s.create_workers] == [(2, "c")]
+    assert directive_for(s.runtime, 2, "uid", "10.0.0.9:29400").action == WAIT
+    assert directive_for(s.runtime, 0, "uid", "10.0.0.9:29400").action == RUN
+    pending = step(s.runtime, [*pods, worker(2, phase="Pending")])
+    assert pending.runtime.rescale_generation == 1
+    ready = step(pending.runtime, [*pods, worker(2)])
+    assert ready.runtime.rescale_generation == 2
+    assert ready.runtime.members == (0, 1, 2)
+    d = directive_for(ready.runtime, 2, "uid", "10.0.0.9:29400")
+    assert (d.action, d.nnodes, d.rdzv_id) == (RUN, 3, "uid-g2")
+    running3 = step(ready.runtime, [*pods, worker(2)], reports([0, 1, 2], 2))
+    assert running3.runtime.phase == RUNNING
+    assert running3.runtime.rescales == {"grow": 1}
+
+
+def test_shrink_opens_a_generation_without_the_leaving_slot_and_deletes_it_after_its_checkpoint() -> None:
+    rt = running(3)
+    pods = [worker(0), worker(1), worker(2), rdzv()]
+    s = step(rt, pods, reports(range(3), 1), change=Change("shrink", 2, remove_slots=(2,), reason="queue head"))
+    assert s.runtime.members == (0, 1)
+    assert s.runtime.rescale_generation == 2
+    assert [x.slot for x in s.runtime.leaving] == [2]
+    assert directive_for(s.runtime, 2, "uid", "e:1").action == EXIT
+    assert not s.delete_pods  # not before it reported its checkpoint
+    acked = step(s.runtime, pods, {**reports([0, 1], 2), **reports([2], 1, state="exited")})
+    assert acked.delete_pods == ((worker_pod_name("job", 2), "leaving slot 2: checkpointed and exited"),)
+    gone = step(acked.runtime, [worker(0), worker(1), rdzv()], reports([0, 1], 2))
+    assert gone.runtime.leaving == ()
+    assert gone.runtime.phase == RUNNING
+
+
+def test_leaving_pod_is_deleted_after_the_deadline_even_without_a_report() -> None:
+    rt = replace(running(2), leaving=(Leaving(5, NOW - 61),))
+    pods = [worker(0), worker(1), worker(5), rdzv()]
+    s = step(rt, pods, reports([0, 1], 1), timeouts=Timeouts(shrink_deadline_s=60))
+    assert (worker_pod_name("job", 5), "leaving slot 5: deadline passed") in s.delete_pods
+
+
+def test_lost_worker_continues_above_min_without_consuming_the_failure_budget() -> None:
+    rt = running(3)
+    s = step(rt, [worker(0), worker(1), rdzv()], reports([0, 1], 1))  # slot 2's pod vanished
+    assert s.runtime.members == (0, 1)
+    assert s.runtime.rescale_generation == 2
+    assert s.runtime.phase == RESCALING
+    assert s.runtime.restarts == {WORKER_LOST: 1}
+    assert "WorkerLost" in [e.reason for e in s.events]
+
+
+def test_failed_worker_consumes_budget_and_requeues_below_min() -> None:
+    rt = running(2)
+    s = step(rt, [worker(0), worker(1, phase="Failed", exit_code=1), rdzv()])
+    assert s.runtime.restarts == {WORKER_FAILED: 1}
+    assert s.runtime.phase == QUEUED
+    assert s.runtime.placement == ()
+    assert {x.slot for x in s.runtime.leaving} == {0}
+    assert (worker_pod_name("job", 1), "pod job-w1 failed with exit code 1") in s.delete_pods
+    assert directive_for(s.runtime, 0, "uid", "e:1").action == EXIT
+
+
+def test_failure_budget_exhausted_fails_the_job_and_releases_pods() -> None:
+    rt = replace(running(3), restarts={WORKER_FAILED: 3})
+    s = step(rt, [worker(0), worker(1), worker(2, phase="Failed", exit_code=2), rdzv()], spec=SPEC)
+    assert s.runtime.phase == FAILED
+    assert {name for name, _ in s.delete_pods} >= {"job-w0", "job-w1", "job-rdzv-1"}
+
+
+def test_crash_loop_breaker_trips_on_repeated_failures() -> None:
+    rt = replace(running(3), recent_failures=(NOW - 10, NOW - 5))
+    spec = replace(SPEC, failure_budget=100)
+    s = step(rt, [worker(0), worker(1), worker(2, phase="Failed", exit_code=2), rdzv()], spec=spec)
+    assert s.runtime.phase == FAILED
+    assert "crash loop" in s.runtime.message
+
+
+def test_disrupted_pod_counts_as_lost_not_failed() -> None:
+    rt = running(3)
+    s = step(rt, [worker(0), worker(1), worker(2, phase="Failed", exit_code=137, disrupted=True), rdzv()])
+    assert s.runtime.restarts == {WORKER_LOST: 1}
+
+
+def test_success_reported_by_a_member_completes_the_job() -> None:
+    rt = running(2)
+    s = step(rt, [worker(0), worker(1), rdzv()], reports([0], 1, state="succeeded"))
+    assert s.runtime.phase == SUCCEEDED
+    assert s.runtime.completion_time == NOW
+    assert ("job-rdzv-1", "job completed") in s.delete_pods
+
+
+def test_all_members_succeeded_completes_the_job() -> None:
+    s = step(running(2), [worker(0, phase="Succeeded"), worker(1, phase="Succeeded"), rdzv()])
+    assert s.runtime.phase == SUCCEEDED
+
+
+def test_suspend_releases_workers_and_resume_requeues() -> None:
+    rt = running(2)
+    pods = [worker(0), worker(1), rdzv()]
+    s = step(rt, pods, spec=replace(SPEC, suspend=True))
+    assert s.runtime.phase == SUSPENDED
+    assert s.runtime.placement == ()
+    assert {x.slot for x in s.runtime.leaving} == {0, 1}
+    assert ("job-rdzv-1", "no workers placed") in s.delete_pods
+    resumed = step(replace(s.runtime, leaving=()), [], spec=SPEC)
+    assert resumed.runtime.phase == QUEUED
+
+
+def test_active_deadline_fails_the_job() -> None:
+    s = step(running(2), [worker(0), worker(1), rdzv()], spec=replace(SPEC, active_deadline_s=50))
+    assert s.runtime.phase == FAILED
+    assert "activeDeadlineSeconds" in s.runtime.message
+
+
+def test_lost_rendezvous_pod_is_replaced_and_the_generation_reopened() -> None:
+    rt = running(2)
+    s = step(rt, [worker(0), worker(1)], reports([0, 1], 1))
+    assert s.create_rendezvous == "job-rdzv-2"
+    assert s.runtime.rescale_generation == 2
+    assert s.runtime.restarts == {"rendezvousLost": 1}
+
+
+def test_stray_worker_pods_are_deleted() -> None:
+    s = step(running(2), [worker(0), worker(1), worker(7), rdzv()], reports([0, 1], 1))
+    assert ("job-w7", "not part of the job's placement") in s.delete_pods
+
+
+def test_status_round_trip_keeps_the_runtime() -> None:
+    rt = replace(
+        running(3),
+        leaving=(Leaving(9, 1_700_000_000.0),),
+        restarts={WORKER_LOST: 2},
+        rescales={"grow": 1},
+        recent_failures=(1_700_000_001.0,),
+        last_rescale_time=1_700_000_002.0,
+        generation_started=1_700_000_003.0,
+        message="hello",
+    )
+    assert from_status(to_status(rt)) == rt
