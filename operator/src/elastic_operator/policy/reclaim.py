@@ -1,0 +1,161 @@
+"""Reclaim for the head of the queue: which slots of which running jobs to take so its minimum gang fits.
+
+Shrinking comes first: jobs of lower or equal priority that allow it give up workers down to their minimum, one node
+at a time, always on the node where the fewest removals let the head place one more worker (so whole nodes are
+freed rather than one GPU here and there). Only if that is not enough are jobs of strictly lower priority that allow
+it requeued, lowest priority and youngest first. Then anything that turned out unnecessary is given back, requeues
+first. Jobs of higher priority are never candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from elastic_operator.policy.fit import Cluster, _count
+from elastic_operator.policy.snapshot import Job, Worker
+
+
+@dataclass(frozen=True)
+class Victim:
+    job: Job
+    remove: tuple[Worker, ...]
+    requeue: bool
+
+
+def may_shrink_for(victim: Job, head: Job) -> bool:
+    return victim.may_shrink and victim.priority <= head.priority and victim.size > victim.min_workers
+
+
+def may_requeue_for(victim: Job, head: Job) -> bool:
+    return victim.may_requeue and victim.priority < head.priority
+
+
+def reclaim(cluster: Cluster, head: Job, candidates: list[Job]) -> list[Victim] | None:
+    """Victims whose removal lets `head`'s `min_workers` fit, or None when even all candidates would not do."""
+    index = cluster.shape(head)
+    request = index.request
+    need = head.min_workers
+    eligible = index.node_set
+    free: dict[str, dict[str, int]] = {}
+
+    def node_free(name: str) -> dict[str, int]:
+        f = free.get(name)
+        if f is None:
+            f = dict(cluster.free[name])
+            free[name] = f
+        return f
+
+    def count(name: str) -> int:
+        return _count(free[name], request) if name in free else index.count[name]
+
+    have = index.total
+    shrinkable = [j for j in candidates if may_shrink_for(j, head)]
+    budget = {j.key: j.size - j.min_workers for j in shrinkable}
+    by_node: dict[str, list[tuple[Job, Worker]]] = {}
+    for job in sorted(shrinkable, key=lambda j: (j.priority, -(j.size - j.min_workers), j.key)):
+        for worker in sorted(job.workers, key=lambda w: -w.slot):
+            if worker.node in eligible:
+                by_node.setdefault(worker.node, []).append((job, worker))
+    removed: dict[str, list[Worker]] = {}
+    order: list[tuple[Job, Worker]] = []  # shrink removals in the order made
+
+    def sub(name: str, job: Job, sign: int) -> None:
+        f = node_free(name)
+        for res, amount in job.per_worker.items():
+            f[res] = f.get(res, 0) + sign * amount
+
+    # 1. shrink toward minimum, node by node
+    while have < need:
+        best: tuple[tuple[int, int, str], list[tuple[Job, Worker]]] | None = None
+        for name, slots in by_node.items():
+            before = count(name)
+            trial = dict(free[name]) if name in free else dict(cluster.free[name])
+            used: dict[str, int] = {}
+            picked: list[tuple[Job, Worker]] = []
+            gained = False
+            for job, worker in slots:
+                if used.get(job.key, 0) >= budget[job.key]:
+                    continue
+                used[job.key] = used.get(job.key, 0) + 1
+                for res, amount in job.per_worker.items():
+                    trial[res] = trial.get(res, 0) + amount
+                picked.append((job, worker))
+                if _count(trial, request) > before:
+                    gained = True
+                    break
+            if not gained:
+                continue
+            remaining = len(slots) - len(picked)
+            cost = (len(picked), remaining, name)
+            if best is None or cost < best[0]:
+                best = (cost, picked)
+        if best is None:
+            break
+        name = best[0][2]
+        before = count(name)
+        for job, worker in best[1]:
+            sub(name, job, +1)
+            budget[job.key] -= 1
+            removed.setdefault(job.key, []).append(worker)
+            order.append((job, worker))
+            by_node[name].remove((job, worker))
+        if not by_node[name]:
+            del by_node[name]
+        have += count(name) - before
+
+    # 2. requeue lower-priority jobs, lowest priority and youngest first
+    requeued: list[Job] = []
+    if have < need:
+        requeueable = [j for j in candidates if may_requeue_for(j, head)]
+        for job in sorted(requeueable, key=lambda j: (j.priority, -j.created, j.key)):
+            if have >= need:
+                break
+            gone = {w.slot for w in removed.get(job.key, [])}
+            rest = [w for w in job.workers if w.slot not in gone and w.node in eligible]
+            if not rest:
+                continue
+            for worker in rest:
+                before = count(worker.node)
+                sub(worker.node, job, +1)
+                have += count(worker.node) - before
+            requeued.append(job)
+        if have < need:
+            return None
+
+    # 3. give back what is not needed: requeues first (newest decision first), then single shrink slots
+    for job in reversed(list(requeued)):
+        gone = {w.slot for w in removed.get(job.key, [])}
+        rest = [w for w in job.workers if w.slot not in gone and w.node in eligible]
+        delta = 0
+        for worker in rest:
+            before = count(worker.node)
+            sub(worker.node, job, -1)
+            delta += count(worker.node) - before
+        if have + delta >= need:
+            have += delta
+            requeued.remove(job)
+        else:
+            for worker in rest:
+                sub(worker.node, job, +1)
+    requeued_keys = {j.key for j in requeued}
+    for job, worker in reversed(order):
+        if job.key in requeued_keys:
+            continue
+        before = count(worker.node)
+        sub(worker.node, job, -1)
+        delta = count(worker.node) - before
+        if have + delta >= need:
+            have += delta
+            removed[job.key].remove(worker)
+        else:
+            sub(worker.node, job, +1)
+
+    victims: list[Victim] = []
+    jobs = {j.key: j for j in candidates}
+    for key in sorted(set(removed) | requeued_keys):
+        job = jobs[key]
+        if key in requeued_keys:
+            victims.append(Victim(job, tuple(sorted(job.workers, key=lambda w: w.slot)), True))
+        elif removed[key]:
+            victims.append(Victim(job, tuple(sorted(removed[key], key=lambda w: w.slot)), False))
+    return victims

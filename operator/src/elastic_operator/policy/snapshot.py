@@ -1,0 +1,126 @@
+"""Frozen inputs of the policy: nodes, foreign usage, jobs and settings, as the k8s layer observed them.
+
+Everything here is plain data; `plan()` reads it and never mutates it. Times are float seconds on the same clock
+as the `now` passed to `plan()` (the operator uses the epoch; the simulator its own clock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+from elastic_operator.policy.resources import Resources
+
+NO_SCHEDULE = "NoSchedule"
+NO_EXECUTE = "NoExecute"
+PREFER_NO_SCHEDULE = "PreferNoSchedule"
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str = ""
+    effect: str = NO_SCHEDULE  # NoSchedule | PreferNoSchedule | NoExecute
+
+
+@dataclass(frozen=True)
+class Toleration:
+    """As in a pod spec: empty `key` with operator Exists tolerates everything; empty `effect` matches all."""
+
+    key: str = ""
+    operator: str = "Equal"  # Equal | Exists
+    value: str = ""
+    effect: str = ""
+
+    def tolerates(self, taint: Taint) -> bool:
+        if self.effect and self.effect != taint.effect:
+            return False
+        if self.operator == "Exists":
+            return not self.key or self.key == taint.key
+        return self.key == taint.key and self.value == taint.value
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    allocatable: Resources
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+    schedulable: bool = True  # false when cordoned (spec.unschedulable)
+    ready: bool = True
+
+
+class Phase(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"  # includes starting and rescaling
+    OTHER = "other"  # suspended, finished, failed: never planned, but its workers still hold capacity
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One worker pod of a job: its stable slot index and the node it is (or will be) on."""
+
+    slot: int
+    node: str
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str  # "namespace/name"
+    per_worker: Resources
+    min_workers: int = 1
+    max_workers: int = 1
+    priority: int = 0
+    created: float = 0.0
+    phase: Phase = Phase.QUEUED
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+    workers: tuple[Worker, ...] = ()  # the current members (running jobs)
+    leaving: tuple[Worker, ...] = ()  # told to exit, not yet gone: they still hold their node's capacity
+    last_rescale: float | None = None  # last admit/grow/shrink/requeue; None if never
+    cooldown_s: float | None = None  # None: Settings.cooldown_s
+    may_shrink: bool = True
+    may_requeue: bool = True
+    throughput: Mapping[int, float] = field(default_factory=dict)  # measured samples/s by worker count
+    queued_since: float | None = None  # when it (re-)entered the queue; None: `created`
+    busy: bool = False  # a start or rescale is still in progress: its capacity counts, the policy leaves it alone
+
+    @property
+    def size(self) -> int:
+        return len(self.workers)
+
+    @property
+    def waiting_since(self) -> float:
+        return self.created if self.queued_since is None else self.queued_since
+
+
+GrowMode = Literal["fair", "goodput"]
+BackfillMode = Literal["off", "safe", "greedy"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    rescale_pause_s: float = 5.0  # expected pause of one rescale (bench-rescale measures it)
+    cooldown_s: float = 120.0  # default per-job time between rescales; also the horizon a grow must pay off over
+    aging_per_hour: float = 1.0  # priority points a queued job gains per hour of waiting (no starvation)
+    grow_mode: GrowMode = "goodput"
+    grow: bool = True  # give spare capacity to running jobs up to max_workers
+    reclaim: bool = True  # shrink/requeue lower-or-equal priority jobs for the head of the queue
+    backfill: BackfillMode = "safe"  # safe: only where the blocked head could not go, or onto requeueable work
+    grow_margin: float = 0.0  # a grow must beat the pause by this fraction on top
+    requeue_backoff_s: float = 60.0  # a requeued job waits this long before it may be admitted again
+    default_serial_fraction: float = 0.05  # Amdahl fraction of the default speedup model (no measurements)
+    min_marginal_gain: float = 0.01  # goodput mode: a worker must add at least this (in 1-worker speedups)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    nodes: tuple[Node, ...]
+    jobs: tuple[Job, ...]
+    foreign_usage: Mapping[str, Resources] = field(default_factory=dict)  # node -> requests of pods not ours
+    settings: Settings = Settings()
+
+    def job(self, key: str) -> Job | None:
+        return next((j for j in self.jobs if j.key == key), None)

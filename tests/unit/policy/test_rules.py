@@ -1,0 +1,281 @@
+"""One table per rule of the policy, on small readable snapshots."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from elastic_operator.policy import (
+    Action,
+    Phase,
+    Snapshot,
+    Taint,
+    Toleration,
+    apply_plan,
+    plan,
+)
+from tests.unit.policy.builders import NOW, gpus, job, node, snap
+
+
+def decision_of(s: Snapshot, name: str, now: float = NOW):  # type: ignore[no-untyped-def]
+    d = plan(s, now).decision(f"ns/{name}")
+    assert d is not None, f"no decision for {name}"
+    return d
+
+
+# -- admission: a gang at min_workers, per-node fit ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("nodes", "usage", "the_job", "admitted", "why"),
+    [
+        ([node("n1", gpus=4)], {}, job("a", min=2, gpus=2), True, "fits"),
+        ([node("n1", gpus=4)], {}, job("a", min=3, gpus=2), False, "needs 3 x 2 nvidia.com/gpu = 6, 4 free"),
+        (
+            [node("n1", gpus=4), node("n2", gpus=4)],
+            {"n1": gpus(2), "n2": gpus(2)},
+            job("a", gpus=4),
+            False,
+            "fragmented: 4 free nvidia.com/gpu on 2 nodes but each worker needs 4 on one node",
+        ),
+        ([node("n1", gpus=4), node("n2", gpus=4)], {"n1": gpus(2)}, job("a", gpus=4), True, "fits"),
+        ([node("n1", gpus=2), node("n2", gpus=2)], {}, job("a", min=2, gpus=2), True, "fits"),  # spans nodes
+        ([node("n1", gpus=8, schedulable=False)], {}, job("a"), False, "no schedulable, ready node"),
+        ([node("n1", gpus=8, ready=False)], {}, job("a"), False, "no schedulable, ready node"),
+        ([node("n1", labels={"pool": "a100"})], {}, job("a", selector={"pool": "h100"}), False, "node selector"),
+        ([node("n1", labels={"pool": "h100"})], {}, job("a", selector={"pool": "h100"}), True, "fits"),
+        ([node("n1", taints=[Taint("gpu", "yes")])], {}, job("a"), False, "tolerations"),
+        (
+            [node("n1", taints=[Taint("gpu", "yes")])],
+            {},
+            job("a", tolerations=[Toleration("gpu", "Equal", "yes", "NoSchedule")]),
+            True,
+            "fits",
+        ),
+        ([node("n1", taints=[Taint("gpu", "", "PreferNoSchedule")])], {}, job("a"), True, "fits"),
+        (
+            [node("n1", taints=[Taint("x", "", "NoExecute")])],
+            {},
+            job("a", tolerations=[Toleration(operator="Exists")]),
+            True,
+            "fits",
+        ),
+        ([node("n1", gpus=4, cpu=1000)], {}, job("a", min=2, gpus=1, cpu=600), False, "cpu"),
+    ],
+)
+def test_admission(nodes, usage, the_job, admitted, why) -> None:  # type: ignore[no-untyped-def]
+    d = decision_of(snap(nodes, [the_job], usage), "a")
+    assert d.action is (Action.ADMIT if admitted else Action.WAIT)
+    assert why in d.reason
+    if admitted:
+        assert d.target == the_job.min_workers == len(d.add_nodes)
+    else:
+        assert d.add_nodes == () and d.inputs["queue_position"] == 1
+
+
+def test_gang_prefers_one_node_and_the_tightest() -> None:
+    s = snap([node("big", gpus=8), node("small", gpus=4), node("tiny", gpus=2)], [job("a", min=3)])
+    assert decision_of(s, "a").add_nodes == ("small", "small", "small")
+
+
+def test_queue_order_priority_then_age_with_aging() -> None:
+    jobs = [job("old-low", created=0), job("new-high", priority=1, created=3000), job("mid-low", created=10)]
+    s = snap([node("n1", gpus=0)], jobs)
+    assert [e.job for e in plan(s, 3600).queue] == ["ns/new-high", "ns/old-low", "ns/mid-low"]
+    aged = snap([node("n1", gpus=0)], jobs, aging_per_hour=2.0)  # old-low waited 1 h: 2 points beats 1 + 0.3
+    queue = plan(aged, 3600).queue
+    assert [e.job for e in queue] == ["ns/old-low", "ns/mid-low", "ns/new-high"]
+    assert (queue[2].position, queue[2].depth, queue[2].text) == (3, 3, "position 3 of 3")
+
+
+# -- backfill --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "small", "admitted", "why"),
+    [
+        ("off", job("small", created=2), False, "no backfill"),
+        ("safe", job("small", created=2), False, "would delay ns/big"),
+        ("safe", job("small", created=2, tolerations=[Toleration("pool", "Exists")]), True, "cannot use"),
+        ("safe", job("small", created=2, priority=-1), True, "it can take them back"),
+        ("safe", job("small", created=2, priority=-1, may_requeue=False), False, "would delay"),
+        ("greedy", job("small", created=2), True, "backfill"),
+        ("safe", job("small", created=2, gpus=5), False, "does not fit"),
+    ],
+)
+def test_backfill(mode, small, admitted, why) -> None:  # type: ignore[no-untyped-def]
+    nodes = [node("g1", gpus=4), node("g2", gpus=4), node("c1", gpus=2, taints=[Taint("pool", "small")])]
+    big = job("big", min=3, gpus=4, created=1)
+    s = snap(nodes, [big, small], {"g1": gpus(2)}, backfill=mode)
+    p = plan(s, NOW)
+    assert p.decision("ns/big").action is Action.WAIT  # type: ignore[union-attr]
+    d = p.decision("ns/small")
+    assert d is not None and d.action is (Action.ADMIT if admitted else Action.WAIT)
+    assert why in d.reason
+
+
+# -- reclaim ---------------------------------------------------------------------------------------------------
+
+
+def test_reclaim_shrinks_lower_priority_toward_min_and_admits_head() -> None:
+    low = job("low", min=1, max=4, running_on=["n1"] * 4, priority=0, last_rescale=NOW - 1, cooldown=600)
+    head = job("head", min=2, priority=1)
+    p = plan(snap([node("n1", gpus=4)], [low, head]), NOW)
+    assert p.decision("ns/low").action is Action.SHRINK  # type: ignore[union-attr]
+    assert p.decision("ns/low").target == 2  # type: ignore[union-attr]  # only what the head needs
+    assert p.decision("ns/head").action is Action.ADMIT  # type: ignore[union-attr]
+    assert "reclaim" in p.decision("ns/head").reason  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("victim", "head_priority", "expected"),
+    [
+        (dict(priority=0, min=1, max=4), 0, Action.SHRINK),  # equal priority may shrink
+        (dict(priority=0, min=1, max=4, may_shrink=False), 1, Action.REQUEUE),
+        (dict(priority=0, min=1, max=4, may_shrink=False), 0, None),  # equal priority is never requeued
+        (dict(priority=0, min=4, max=4), 1, Action.REQUEUE),  # at its minimum: requeue is all that is left
+        (dict(priority=0, min=4, max=4, may_requeue=False), 1, None),
+        (dict(priority=2, min=1, max=4), 1, None),  # never touch a higher priority
+        (dict(priority=0, min=1, max=4, busy=True), 1, None),  # mid-rescale: left alone
+    ],
+)
+def test_reclaim_rules(victim, head_priority, expected) -> None:  # type: ignore[no-untyped-def]
+    v = job("victim", running_on=["n1"] * 4, **victim)
+    head = job("head", min=1, priority=head_priority)
+    p = plan(snap([node("n1", gpus=4)], [v, head]), NOW)
+    d = p.decision("ns/victim")
+    if expected is None:
+        assert d is None
+        assert p.decision("ns/head").action is Action.WAIT  # type: ignore[union-attr]
+    else:
+        assert d is not None and d.action is expected
+        assert p.decision("ns/head").action is Action.ADMIT  # type: ignore[union-attr]
+
+
+def test_reclaim_shrinks_before_it_requeues_and_frees_whole_nodes() -> None:
+    nodes = [node("n1", gpus=4), node("n2", gpus=4), node("n3", gpus=4)]
+    a = job("a", min=1, max=8, running_on=["n1", "n1", "n1", "n1", "n2", "n2"], created=1)
+    b = job("b", min=2, max=2, running_on=["n2", "n2"], created=2, priority=-1)
+    c = job("c", min=4, max=4, running_on=["n3"] * 4, created=3, priority=-1)
+    head = job("head", gpus=4, min=1, created=9)
+    p = plan(snap(nodes, [a, b, c, head]), NOW)
+    # shrinking a frees all of n1 (4 slots) with no requeue
+    da = p.decision("ns/a")
+    assert da is not None and da.action is Action.SHRINK and da.target == 2
+    assert p.decision("ns/b") is None and p.decision("ns/c") is None
+    assert p.decision("ns/head").add_nodes == ("n1",)  # type: ignore[union-attr]
+    removed = {a.workers[i].node for i in da.remove_slots}
+    assert removed == {"n1"}
+
+
+def test_requeue_only_when_shrinking_is_not_enough_and_youngest_lowest_first() -> None:
+    nodes = [node("n1", gpus=4), node("n2", gpus=4)]
+    a = job("a", min=3, max=4, running_on=["n1"] * 4, created=1, priority=0)
+    b = job("b", min=4, max=4, running_on=["n2"] * 4, created=2, priority=0)
+    head = job("head", gpus=4, min=1, priority=5, created=9)
+    p = plan(snap(nodes, [a, b, head]), NOW)
+    assert p.decision("ns/b").action is Action.REQUEUE  # type: ignore[union-attr]
+    assert p.decision("ns/a") is None  # the shrink of a (1 GPU) was given back: not needed once b left
+    assert p.decision("ns/head").add_nodes == ("n2",)  # type: ignore[union-attr]
+
+
+# -- grow and hysteresis ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kw", "grows"),
+    [
+        (dict(), True),
+        (dict(last_rescale=NOW - 30, cooldown=60), False),  # in cooldown
+        (dict(last_rescale=NOW - 61, cooldown=60), True),
+        (dict(cooldown=4), False),  # horizon shorter than the 5 s pause
+        (dict(throughput={1: 100.0, 2: 101.0}), False),  # a second worker gains 1 %: not worth 5 s of 120
+        (dict(throughput={1: 100.0, 2: 190.0}), True),
+        (dict(busy=True), False),
+    ],
+)
+def test_grow_hysteresis(kw, grows) -> None:  # type: ignore[no-untyped-def]
+    a = job("a", min=1, max=2, running_on=["n1"], **kw)
+    d = plan(snap([node("n1", gpus=2)], [a], grow=True), NOW).decision("ns/a")
+    assert (d is not None and d.action is Action.GROW and d.target == 2 and d.add_nodes == ("n1",)) is grows
+
+
+def test_grow_fair_shares_evenly_goodput_follows_gain() -> None:
+    fast = job("fast", max=8, running_on=["n1"], throughput={1: 100.0, 2: 200.0, 3: 300.0}, created=1)
+    slow = job("slow", max=8, running_on=["n1"], throughput={1: 100.0, 2: 110.0, 3: 115.0}, created=2)
+    nodes = [node("n1", gpus=6)]
+    fair = plan(snap(nodes, [fast, slow], grow=True, grow_mode="fair"), NOW)
+    assert (fair.decision("ns/fast").target, fair.decision("ns/slow").target) == (3, 3)  # type: ignore[union-attr]
+    good = plan(snap(nodes, [fast, slow], grow=True, grow_mode="goodput"), NOW)
+    assert good.decision("ns/fast").target == 5  # type: ignore[union-attr]
+    assert good.decision("ns/slow") is None  # 10 % for its 2nd worker is below what the pause costs
+
+
+def test_admission_takes_spare_capacity_up_to_max() -> None:
+    s = snap([node("n1", gpus=8)], [job("a", min=2, max=5)], grow=True)
+    d = decision_of(s, "a")
+    assert d.action is Action.ADMIT and d.target == 5 and d.add_nodes == ("n1",) * 5
+
+
+def test_higher_priority_grows_first() -> None:
+    lo = job("lo", max=4, running_on=["n1"], priority=0)
+    hi = job("hi", max=4, running_on=["n1"], priority=1)
+    p = plan(snap([node("n1", gpus=5)], [lo, hi], grow=True, grow_mode="fair"), NOW)
+    assert p.decision("ns/hi").target == 4  # type: ignore[union-attr]
+    assert p.decision("ns/lo") is None
+
+
+def test_blocked_head_keeps_its_nodes_from_growth_it_could_not_reclaim() -> None:
+    nodes = [node("n1", gpus=4), node("n2", gpus=4)]
+    head = job("head", gpus=4, min=2, priority=1, created=5)
+    mine = job("mine", max=4, running_on=["n1"], may_shrink=False)  # head could not shrink it back
+    s = snap(nodes, [head, mine], {"n2": gpus(1)}, grow=True, grow_mode="fair")
+    p = plan(s, NOW)
+    assert p.decision("ns/head").action is Action.WAIT  # type: ignore[union-attr]
+    assert p.decision("ns/mine") is None
+
+
+# -- bounds, back-off, determinism -----------------------------------------------------------------------------
+
+
+def test_above_max_shrinks_from_the_most_spread_nodes() -> None:
+    a = job("a", min=1, max=2, running_on=["n1", "n1", "n2"])
+    d = decision_of(snap([node("n1"), node("n2")], [a]), "a")
+    assert (d.action, d.target, d.remove_slots) == (Action.SHRINK, 2, (2,))
+
+
+@pytest.mark.parametrize(("free", "expected"), [(4, Action.GROW), (0, Action.WAIT)])
+def test_below_min_is_repaired_when_it_fits(free, expected) -> None:  # type: ignore[no-untyped-def]
+    a = job("a", min=3, max=4, running_on=["n1"])
+    d = decision_of(snap([node("n1", gpus=1), node("n2", gpus=free)], [a]), "a")
+    assert d.action is expected
+    if expected is Action.GROW:
+        assert d.target == 3 and d.add_nodes == ("n2", "n2")
+
+
+def test_requeued_job_backs_off() -> None:
+    a = job("a", last_rescale=NOW - 10)
+    s = snap([node("n1")], [a], requeue_backoff_s=60)
+    assert decision_of(s, "a").action is Action.WAIT
+    assert decision_of(s, "a", NOW + 51).action is Action.ADMIT
+
+
+def test_other_phase_holds_capacity_but_is_not_planned() -> None:
+    done = job("done", running_on=["n1"] * 4, phase=Phase.OTHER, max=8)
+    p = plan(snap([node("n1", gpus=4)], [done, job("a")], grow=True), NOW)
+    assert p.decision("ns/done") is None and p.decision("ns/a").action is Action.WAIT  # type: ignore[union-attr]
+
+
+def test_apply_plan_semantics() -> None:
+    low = job("low", min=1, max=4, running_on=["n1"] * 4)
+    head = job("head", min=2, priority=1)
+    s = snap([node("n1", gpus=4)], [low, head])
+    after = apply_plan(s, plan(s, NOW), NOW)
+    by_key = {j.key: j for j in after.jobs}
+    assert [w.slot for w in by_key["ns/low"].workers] == [0, 1]
+    assert by_key["ns/head"].phase is Phase.RUNNING and by_key["ns/head"].last_rescale == NOW
+    assert [w.slot for w in by_key["ns/head"].workers] == [0, 1]
+    assert plan(after, NOW).changes == ()
+    requeued = apply_plan(s, replace(plan(s, NOW), decisions=()), NOW)
+    assert requeued == s
