@@ -113,7 +113,7 @@ def volume_dirs(pod: JSON, pod_dir: Path, claims_dir: Path) -> tuple[dict[str, P
             dirs[name] = Path(volume["hostPath"]["path"])
         elif "persistentVolumeClaim" in volume:
             dirs[name] = claims_dir / namespace / volume["persistentVolumeClaim"]["claimName"]
-        else:
+        else:  # e.g. the projected service-account token volume, configMap, secret
             kind = next((k for k in volume if k != "name"), "?")
             ignored.append(f"volume {name} ({kind}) is not supported by the process node; it is ignored")
             continue

@@ -142,8 +142,23 @@ class PodWorker:
             if self._pid is not None:
                 _killpg(self._pid, signal.SIGKILL)
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("pod %s/%s: the process node failed to run it", self.namespace, self.name)
+            if self._pid is not None:
+                _killpg(self._pid, signal.SIGKILL)
+            await self._finish(
+                podspec.terminated_status(
+                    self.pod,
+                    128,
+                    pod_ip=self.pod_ip or None,
+                    host_ip=self.ctx.host_ip,
+                    started=started,
+                    finished=podspec.now_rfc3339(),
+                    reason="ProcessNodeError",
+                    message=f"{type(exc).__name__}: {exc}",
+                    phase="Failed",
+                )
+            )
         finally:
             if self.gone:
                 self.ctx.forget(self.uid)
@@ -212,7 +227,7 @@ class PodWorker:
         cwd.mkdir(parents=True, exist_ok=True)
         dirs, ignored = podspec.volume_dirs(pod, pod_dir, self.ctx.claims_dir)
         for note in ignored:
-            log.warning("pod %s/%s: %s", self.namespace, self.name, note)
+            log.info("pod %s/%s: %s", self.namespace, self.name, note)
         mounts = podspec.container_mounts(container, dirs)
         if not self.pod_ip:
             self.pod_ip = self.ctx.allocate_ip()
@@ -297,6 +312,7 @@ class PodWorker:
             changed.cancel()
         rc = exited.result()
         _killpg(pid, signal.SIGKILL)  # the main process is gone: so is the rest of its "container"
+        self._pid = None
         (pod_dir / "pid").unlink(missing_ok=True)
         exit_code = rc if rc >= 0 else 128 - rc
         exit_path(logfile).write_text(f"{exit_code}\n")

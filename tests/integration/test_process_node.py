@@ -4,6 +4,7 @@ after a crash). Pods target the node with a node selector and tolerate its test 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -19,6 +20,7 @@ import pytest
 
 from hack.devcluster import DevCluster
 from hack.processnode import PROCESS_NODE_LABEL, ProcessNode, ProcessNodeConfig, ProcessNodeHandle, spawn_process_node
+from hack.processnode.podspec import Mounts, expand, mount_env_name
 from tests.support.kube import TEST_LABEL
 from tests.support.wait import wait_for
 
@@ -95,6 +97,23 @@ def condition(pod: dict[str, Any], kind: str) -> str | None:
 
 def logs_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "hack.processnode", "logs", *args]
+
+
+def test_expansion_and_mount_substitution_follow_the_documented_rules() -> None:
+    env = {"A": "1", "DIR": "/ckpt/x"}
+    assert expand("$(A)-$(B)-$$(A)-$$-$A-$(A", env) == "1-$(B)-$(A)-$-$A-$(A"
+    mounts = Mounts({"/ckpt": Path("/h/c"), "/ckpt/deep": Path("/h/d"), "/data": Path("/h/data")})
+    cases = {
+        "/ckpt": "/h/c",
+        "/ckpt/run-1": "/h/c/run-1",
+        "/ckpt/deep/x": "/h/d/x",
+        "--dir=/ckpt": "--dir=/h/c",
+        "ls /ckpt /data; echo": "ls /h/c /h/data; echo",
+        "/ckptx /data.bak /x/ckpt /database": "/ckptx /data.bak /x/ckpt /database",
+    }
+    assert {text: mounts.substitute(text) for text in cases} == cases
+    assert mounts.substitute(expand("$(DIR)", env)) == "/h/c/x"
+    assert mount_env_name("/checkpoints/run-1") == "ELASTIC_PROCESS_NODE_MOUNT_CHECKPOINTS_RUN_1"
 
 
 def test_pod_runs_with_its_env_and_volumes_then_succeeds(
@@ -233,7 +252,7 @@ def test_pods_listen_on_the_same_port_on_their_own_ip(
             return conn.recv(100).decode()
 
     for name, ip in ips.items():
-        assert wait_for(lambda ip=ip: greeting(ip), timeout=60, message=f"{name} listening on {ip}") == name
+        assert wait_for(functools.partial(greeting, ip), timeout=60, message=f"{name} listening on {ip}") == name
     cluster.kubectl("delete", "pod", "server-a", "server-b", "-n", namespace, "--wait=false")
     for name in ips:
         wait_gone(cluster, namespace, name, timeout=30)
@@ -256,7 +275,7 @@ def test_deletion_sends_sigterm_then_sigkill_after_the_grace_period(
         )  # fmt: skip
     for name in ("polite", "stubborn"):
         wait_phase(cluster, namespace, name, "Running")
-        wait_for(lambda n=name: (tmp_path / f"{n}-pid").exists(), timeout=30, message=f"{name} started")
+        wait_for((tmp_path / f"{name}-pid").exists, timeout=30, message=f"{name} started")
     pids = {name: int((tmp_path / f"{name}-pid").read_text()) for name in ("polite", "stubborn")}
 
     start = time.monotonic()
@@ -284,7 +303,7 @@ def test_pending_pod_waits_for_its_secret_and_can_be_deleted(
         return bool(statuses) and statuses[0]["state"].get("waiting", {}).get("reason") == "CreateContainerConfigError"
 
     for name in ("waits", "dropped"):
-        wait_for(lambda n=name: waiting(n), timeout=60, message=f"{name} waiting for its secret")
+        wait_for(functools.partial(waiting, name), timeout=60, message=f"{name} waiting for its secret")
     cluster.kubectl("delete", "pod", "dropped", "-n", namespace, "--wait=false")
     wait_gone(cluster, namespace, "dropped", timeout=20)
     cluster.kubectl("create", "secret", "generic", "later", "-n", namespace, "--from-literal=t=ok")
