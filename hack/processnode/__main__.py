@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -62,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--ip-block", type=int, help="pod IPs are 127.<block>.x.y (default: the first free block)")
     run.add_argument("--stop-grace", type=float, default=10.0, help="max seconds for pods' SIGTERM on shutdown")
+    run.add_argument("--exit-with-parent", action="store_true", help="stop when the process that started it ends")
     run.add_argument("--verbose", "-v", action="store_true")
     logs = sub.add_parser("logs", help="print a pod's output: logs <namespace>/<pod>")
     logs.add_argument("target", metavar="NAMESPACE/POD")
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         on_stop=args.on_stop,
         ip_block=args.ip_block,
         stop_grace_s=args.stop_grace,
+        parent_pid=os.getppid() if args.exit_with_parent else None,
     )
     asyncio.run(_serve(ProcessNode(config)))
     return 0

@@ -50,6 +50,7 @@ class ProcessNodeConfig:
     lease_renew_s: float = 10.0
     status_heartbeat_s: float = 30.0
     stop_grace_s: float = 10.0  # at most this long for pods' SIGTERM handlers when the agent stops
+    parent_pid: int | None = None  # stop (gracefully) once this process is no longer our parent
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir).resolve()
@@ -195,6 +196,8 @@ class ProcessNode:
             await self._wait_schedulable(kube)
             log.info("node %s Ready (pod IPs 127.%d.0.0/16, state %s)", self.name, ips.block, cfg.state_dir)
             background.append(asyncio.create_task(self._watch_loop(kube), name="watch"))
+            if cfg.parent_pid is not None:
+                background.append(asyncio.create_task(self._watch_parent(cfg.parent_pid), name="parent"))
             ready_file.write_text(json.dumps({"name": self.name, "pid": os.getpid()}))
             self.ready.set()
             await self._stop.wait()
@@ -210,6 +213,15 @@ class ProcessNode:
             await kube.close()
             ips.release()
             log.info("node %s stopped", self.name)
+
+    async def _watch_parent(self, parent_pid: int) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if os.getppid() != parent_pid:
+                break
+        log.warning("node %s: parent process %d is gone, stopping", self.name, parent_pid)
+        assert self._stop is not None
+        self._stop.set()
 
     def _kill_orphans(self) -> None:
         """Processes a previous agent left behind (it was killed) die now, like at a reboot."""

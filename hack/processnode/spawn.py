@@ -97,10 +97,12 @@ def spawn_process_node(
     python: str = sys.executable,
     timeout: float = 60.0,
     verbose: bool = True,
+    exit_with_parent: bool = True,
 ) -> ProcessNodeHandle:
     """Start `python -m hack.processnode run ...` in its own session (output to `<state_dir>/agent.log`) and
     return once the node is Ready and schedulable. `taints` are `key=value:Effect` strings. The child gets `env`
-    (default: this process's environment), so pods see it too."""
+    (default: this process's environment), so pods see it too. With `exit_with_parent` (the default) the agent
+    stops by itself, gracefully, once this process has ended (say, a test run that was killed)."""
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / READY_FILE).unlink(missing_ok=True)
@@ -134,6 +136,8 @@ def spawn_process_node(
         args += ["--claims-dir", str(claims_dir)]
     if ip_block is not None:
         args += ["--ip-block", str(ip_block)]
+    if exit_with_parent:
+        args.append("--exit-with-parent")
     if verbose:
         args.append("--verbose")
     child_env = dict(env if env is not None else os.environ)
