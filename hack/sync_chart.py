@@ -66,7 +66,7 @@ def desired_readme(text: str, rules: dict[str, list[dict[str, Any]]]) -> str:
     pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.DOTALL)
     block = f"{BEGIN}\n{rbac_table(rules)}\n{END}"
     if not pattern.search(text):
-        raise SystemExit(f"{CHART / 'README.md'}: markers {BEGIN!r} ... {END!r} are missing")
+        raise SystemExit(f"the chart's README.md lacks the markers {BEGIN!r} ... {END!r}")
     return pattern.sub(lambda _: block, text)
 
 
@@ -87,18 +87,18 @@ def plan(repo: Path = REPO, chart: Path = CHART) -> tuple[dict[Path, bytes], lis
     return writes, stale
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, repo: Path = REPO, chart: Path = CHART) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if anything would change")
     args = parser.parse_args(argv)
 
-    writes, stale = plan()
+    writes, stale = plan(repo, chart)
     changed = [p for p, content in writes.items() if not p.exists() or p.read_bytes() != content]
     if args.check:
         for path in changed:
-            print(f"out of date: {path.relative_to(REPO)}", file=sys.stderr)
+            print(f"out of date: {path.relative_to(repo)}", file=sys.stderr)
         for path in stale:
-            print(f"stale (no longer generated): {path.relative_to(REPO)}", file=sys.stderr)
+            print(f"stale (no longer generated): {path.relative_to(repo)}", file=sys.stderr)
         if changed or stale:
             print("run `make chart` (or python hack/sync_chart.py) and commit the result", file=sys.stderr)
             return 1
@@ -106,11 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     for path in changed:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(writes[path])
-        print(f"wrote {path.relative_to(REPO)}")
+        print(f"wrote {path.relative_to(repo)}")
     for path in stale:
         path.unlink()
-        print(f"removed {path.relative_to(REPO)}")
-    if not desired_crds():
+        print(f"removed {path.relative_to(repo)}")
+    if not desired_crds(repo):
         print("note: crds/ holds no CRDs yet (run `make crds`)", file=sys.stderr)
     return 0
 
