@@ -279,3 +279,40 @@ def test_apply_plan_semantics() -> None:
     assert plan(after, NOW).changes == ()
     requeued = apply_plan(s, replace(plan(s, NOW), decisions=()), NOW)
     assert requeued == s
+
+
+# -- rebalance and useless workers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "big_kw", "small_kw", "moved"),
+    [
+        ("fair", dict(), dict(), 2),  # 5 + 1 -> 3 + 3
+        ("fair", dict(priority=1), dict(), 0),  # never from a higher priority
+        ("fair", dict(may_shrink=False), dict(), 0),
+        ("fair", dict(last_rescale=NOW - 10, cooldown=60), dict(), 0),  # donor in cooldown
+        ("goodput", dict(throughput={1: 100.0, 4: 400.0, 5: 410.0}), dict(throughput={1: 100.0}), 1),
+        ("goodput", dict(throughput={4: 400.0, 5: 500.0}), dict(throughput={1: 100.0, 2: 110.0}), 0),
+    ],
+)
+def test_rebalance(mode, big_kw, small_kw, moved) -> None:  # type: ignore[no-untyped-def]
+    big = job("big", max=8, running_on=["n1"] * 5, created=1, **big_kw)
+    small = job("small", max=8, running_on=["n1"], created=2, **small_kw)
+    p = plan(snap([node("n1", gpus=6)], [big, small], grow=True, grow_mode=mode), NOW)
+    d_big, d_small = p.decision("ns/big"), p.decision("ns/small")
+    if moved == 0:
+        assert d_big is None or d_big.action is not Action.SHRINK
+        assert d_small is None
+    else:
+        assert d_big is not None and d_big.action is Action.SHRINK and d_big.target == 5 - moved
+        assert d_small is not None and d_small.action is Action.GROW and d_small.target == 1 + moved
+        assert d_big.inputs["for"] == "ns/small"
+
+
+def test_workers_that_do_not_help_are_released() -> None:
+    a = job("a", min=1, max=8, running_on=["n1"] * 6, throughput={4: 100.0, 6: 90.0})
+    d = decision_of(snap([node("n1", gpus=8)], [a], grow=True), "a")
+    assert (d.action, d.target) == (Action.SHRINK, 4)
+    assert "do not help" in d.reason
+    cooling = job("a", min=1, max=8, running_on=["n1"] * 6, throughput={4: 100.0, 6: 90.0}, last_rescale=NOW - 5)
+    assert plan(snap([node("n1", gpus=8)], [cooling], grow=True), NOW).changes == ()

@@ -43,10 +43,9 @@ def _score(c: Candidate, settings: Settings) -> tuple[float, float, str]:
 def _wants_more(c: Candidate, settings: Settings) -> bool:
     if c.planned >= c.job.max_workers:
         return False
-    if settings.grow_mode == "goodput":
-        assert c.curve is not None
-        return c.curve.marginal_gain(c.planned) >= settings.min_marginal_gain
-    return True
+    assert c.curve is not None
+    gain = c.curve.marginal_gain(c.planned)
+    return gain >= settings.min_marginal_gain if settings.grow_mode == "goodput" else gain > 0
 
 
 def _undo(cluster: Cluster, c: Candidate) -> None:

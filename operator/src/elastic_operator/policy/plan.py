@@ -10,6 +10,7 @@ Order of business (each job changes at most once per plan; a job that changed at
    head. Jobs behind it are backfilled only where that cannot delay it (`Settings.backfill`).
 3. Grow: what is still free goes to running and just-admitted jobs (see `grow.py`). While a head is blocked, only jobs
    it could shrink back may grow onto nodes it could use.
+4. Rebalance: workers move from jobs that gain little from them to jobs that gain much (see `rebalance.py`).
 
 Reclaim ignores cooldowns (a higher- or equal-priority job waiting beats a recent rescale); grows respect them.
 """
@@ -20,6 +21,7 @@ from elastic_operator.policy.decision import Action, Decision, InputValue, Plan
 from elastic_operator.policy.fit import Blocking, Cluster, request_text
 from elastic_operator.policy.grow import Candidate, grow
 from elastic_operator.policy.queue import entries, order
+from elastic_operator.policy.rebalance import Donor, rebalance
 from elastic_operator.policy.reclaim import reclaim
 from elastic_operator.policy.snapshot import Job, Phase, Snapshot, Worker
 from elastic_operator.policy.throughput import cooldown
@@ -89,6 +91,23 @@ class _Planner:
                         inputs={"workers": job.size, "max_workers": job.max_workers},
                     )
                 )
+            elif (fewer := self._better_smaller(job)) is not None:
+                drop = _slots_to_drop(job, job.size - fewer)
+                self.remove(job, drop)
+                measured = job.throughput
+                self.decide(
+                    Decision(
+                        job.key,
+                        Action.SHRINK,
+                        fewer,
+                        remove_slots=tuple(w.slot for w in drop),
+                        reason=(
+                            f"extra workers do not help: measured {measured[fewer]:.3g} samples/s with {fewer}, "
+                            f"{measured[job.size]:.3g} with {job.size}"
+                        ),
+                        inputs={"workers": job.size, "measured_smaller": measured[fewer]},
+                    )
+                )
             elif job.size < job.min_workers:
                 missing = job.min_workers - job.size
                 nodes = self.cluster.place_gang(job, missing)
@@ -114,6 +133,19 @@ class _Planner:
                             inputs=dict(why.inputs),
                         )
                     )
+
+    def _better_smaller(self, job: Job) -> int | None:
+        """A smaller size at which this job measured at least its current throughput (out of cooldown only)."""
+        measured = job.throughput
+        now_rate = measured.get(job.size)
+        if not self.settings.grow or not job.may_shrink or now_rate is None:
+            return None
+        if in_cooldown(job, self.now, cooldown(job, self.settings)):
+            return None
+        smaller = [k for k in measured if job.min_workers <= k < job.size and measured[k] >= now_rate]
+        if not smaller:
+            return None
+        return min(smaller, key=lambda k: (-measured[k], k))
 
     # -- 2. queue ------------------------------------------------------------------------------------------------
     def reclaim_candidates(self, head: Job) -> list[Job]:
@@ -241,6 +273,34 @@ class _Planner:
                 exclude = head_nodes
             candidates.append(Candidate(job, size, nodes, fresh, exclude))
         grow(self.cluster, candidates, s)
+        donors: list[Donor] = []
+        if s.rebalance:
+            grown = {c.job.key for c in candidates if c.added}
+            able = [
+                j
+                for j in self.jobs
+                if j.phase is Phase.RUNNING
+                and not j.busy
+                and not self.touched(j)
+                and j.key not in grown
+                and j.may_shrink
+                and j.min_workers < j.size <= j.max_workers
+                and not in_cooldown(j, self.now, cooldown(j, s))
+            ]
+            donors = rebalance(self.cluster, candidates, able, s)
+        by_key = {j.key: j for j in self.jobs}
+        for d in donors:
+            to = sorted(set(d.to), key=lambda k: (by_key[k].priority, k))
+            self.decide(
+                Decision(
+                    d.job.key,
+                    Action.SHRINK,
+                    d.planned,
+                    remove_slots=tuple(sorted(w.slot for w in d.removed)),
+                    reason=f"rebalance ({s.grow_mode}): {len(d.removed)} workers to {', '.join(to)}",
+                    inputs={"for": to[0], "workers": d.job.size},
+                )
+            )
         for c in candidates:
             if not c.added:
                 continue
@@ -253,7 +313,7 @@ class _Planner:
                     Action.ADMIT,
                     c.planned,
                     add_nodes=(*old.add_nodes, *c.added),
-                    reason=f"{old.reason}; {len(c.added)} more from spare capacity ({s.grow_mode})",
+                    reason=f"{old.reason}; {len(c.added)} more ({s.grow_mode})",
                     inputs={**old.inputs, "min_workers": c.size},
                 )
             else:
@@ -264,7 +324,7 @@ class _Planner:
                         c.planned,
                         add_nodes=tuple(c.added),
                         reason=(
-                            f"spare capacity ({s.grow_mode}): {c.size} -> {c.planned} workers, expected "
+                            f"grow ({s.grow_mode}): {c.size} -> {c.planned} workers, expected "
                             f"{before:.3g} -> {after:.3g} samples/s pays for a {s.rescale_pause_s:g} s pause "
                             f"within {cooldown(c.job, s):g} s"
                         ),

@@ -1,0 +1,141 @@
+"""Rebalance: move workers from jobs that gain little from them to jobs that gain much, when nothing is free.
+
+Growth only hands out idle capacity, so without this a job that arrived when the cluster was empty would keep
+everything it took while later jobs sit at their minimum. One worker at a time moves from the donor that loses least
+(its last worker's marginal gain, in 1-worker throughputs; or, in fair mode, the job with the most workers) to the
+recipient that gains most (or has the fewest), while the gain beats the loss by `Settings.rebalance_margin`. A donor
+must be of lower or equal priority than the recipient, allow shrinking, stay at or above its minimum, and be out of
+its cooldown (unlike reclaim for the queue head, rebalancing is an optimisation and waits). At the end the whole set of
+moves must pay for every pause it causes over the jobs' cooldown horizons, or none of it happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from elastic_operator.policy.fit import Cluster
+from elastic_operator.policy.grow import Candidate
+from elastic_operator.policy.snapshot import Job, Settings, Worker
+from elastic_operator.policy.throughput import Curve, cooldown
+
+
+@dataclass
+class Donor:
+    job: Job
+    curve: Curve
+    removed: list[Worker] = field(default_factory=list)
+    to: list[str] = field(default_factory=list)  # recipients, by key
+
+    @property
+    def planned(self) -> int:
+        return self.job.size - len(self.removed)
+
+
+def _value(curve: Curve, n: int, m: int, horizon: float, pause: float) -> float:
+    """Work over the horizon at m workers (after a pause) minus at n workers, in 1-worker throughput-seconds."""
+    base = curve.at(1) or 1.0
+    return (curve.at(m) * max(0.0, horizon - pause) - curve.at(n) * horizon) / base
+
+
+def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], settings: Settings) -> list[Donor]:
+    """Moves workers into `recipients[i].added` (after what growth gave them) and returns the donors that gave."""
+    fair = settings.grow_mode == "fair"
+    pool = [Donor(j, Curve(j, settings)) for j in donors]
+    start = {id(c): len(c.added) for c in recipients}
+    taken: set[str] = set()  # jobs that received: never donors too
+    given: set[str] = set()
+    for c in recipients:
+        if c.curve is None:
+            c.curve = Curve(c.job, settings)
+
+    def gain(c: Candidate) -> float:
+        assert c.curve is not None
+        return -float(c.planned) if fair else c.curve.marginal_gain(c.planned)
+
+    def loss(d: Donor) -> float:
+        return -float(d.planned) if fair else d.curve.marginal_gain(d.planned - 1)
+
+    def beats(g: float, lost: float) -> bool:
+        if fair:  # g = -recipient size, lost = -donor size: move while the donor has 2 or more workers more
+            return -lost - -g >= 2
+        return g > lost * (1.0 + settings.rebalance_margin) + settings.min_marginal_gain
+
+    while True:
+        able = [d for d in pool if d.job.key not in taken and d.planned > d.job.min_workers]
+        if not able:
+            break
+        least = min(loss(d) for d in able)
+        wanting = [
+            c
+            for c in recipients
+            if c.planned < c.job.max_workers
+            and c.job.key not in given
+            and (fair or gain(c) >= settings.min_marginal_gain)
+        ]
+        wanting.sort(key=lambda c: (-gain(c), c.job.created, c.job.key))
+        move: tuple[Candidate, Donor, Worker] | None = None
+        for c in wanting:
+            g = gain(c)
+            if not beats(g, least):
+                break
+            eligible = cluster.shape(c.job).node_set
+            options = sorted(
+                (d for d in able if d.job.key != c.job.key and d.job.priority <= c.job.priority and beats(g, loss(d))),
+                key=lambda d: (loss(d), d.job.key),
+            )
+            for d in options:
+                slot = _slot(cluster, eligible, c, d)
+                if slot is not None:
+                    move = (c, d, slot)
+                    break
+            if move is not None:
+                break
+        if move is None:
+            break
+        c, d, slot = move
+        cluster.release(slot.node, d.job.per_worker)
+        cluster.take(slot.node, c.job.per_worker)
+        c.added.append(slot.node)
+        d.removed.append(slot)
+        d.to.append(c.job.key)
+        taken.add(c.job.key)
+        given.add(d.job.key)
+    moved = [d for d in pool if d.removed]
+    if not moved:
+        return []
+    pause = settings.rescale_pause_s
+    total = 0.0
+    for c in recipients:
+        if len(c.added) > start[id(c)]:
+            assert c.curve is not None
+            total += _value(c.curve, c.size, c.planned, cooldown(c.job, settings), 0.0 if c.fresh else pause)
+    for d in moved:
+        total += _value(d.curve, d.job.size, d.planned, cooldown(d.job, settings), pause)
+    if total > 0:
+        return moved
+    for c in recipients:  # not worth its pauses: undo every move
+        while len(c.added) > start[id(c)]:
+            cluster.release(c.added.pop(), c.job.per_worker)
+    for d in moved:
+        for w in d.removed:
+            cluster.take(w.node, d.job.per_worker)
+    return []
+
+
+def _slot(cluster: Cluster, eligible: frozenset[str], c: Candidate, d: Donor) -> Worker | None:
+    """A worker of the donor whose removal makes room for one worker of the recipient: on a node the recipient
+    already uses if possible, else where the donor has the fewest workers; newest slot first."""
+    gone = {w.slot for w in d.removed}
+    mine = set(c.nodes) | set(c.added)
+    per_node: dict[str, int] = {}
+    for w in d.job.workers:
+        if w.slot not in gone:
+            per_node[w.node] = per_node.get(w.node, 0) + 1
+    options = []
+    for w in d.job.workers:
+        if w.slot in gone or w.node not in eligible or w.node in c.exclude:
+            continue
+        free = cluster.free[w.node]
+        if all(free.get(r, 0) + d.job.per_worker.get(r, 0) >= v for r, v in c.job.per_worker.items()):
+            options.append((w.node not in mine, per_node[w.node], w.node, -w.slot, w))
+    return min(options)[-1] if options else None
