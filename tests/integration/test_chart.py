@@ -177,6 +177,7 @@ def test_lint_and_template(helm: Path, tmp_path: Path, case: str) -> None:
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     env = {e["name"]: e for e in container["env"]}
