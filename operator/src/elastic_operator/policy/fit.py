@@ -169,7 +169,7 @@ class Cluster:
         if n <= 0:
             return []
         index = self.shape(job)
-        if index.capacity(exclude) < n:
+        if index.total < n or (exclude and index.capacity(exclude) < n):
             return None
         chosen: list[str] = []
         left = n

@@ -22,9 +22,11 @@ from elastic_operator.policy.fit import Blocking, Cluster, request_text
 from elastic_operator.policy.grow import Candidate, grow
 from elastic_operator.policy.queue import entries, order
 from elastic_operator.policy.rebalance import Donor, rebalance
-from elastic_operator.policy.reclaim import reclaim
+from elastic_operator.policy.reclaim import reclaim, victim_order
 from elastic_operator.policy.snapshot import Job, Phase, Snapshot, Worker
 from elastic_operator.policy.throughput import cooldown
+
+DETAILED_REASONS = 100  # queue positions that get a per-resource explanation of why they do not fit
 
 
 def settled(job: Job, now: float) -> bool:
@@ -54,6 +56,7 @@ class _Planner:
         self.decisions: dict[str, Decision] = {}
         self.jobs = sorted(snapshot.jobs, key=lambda j: j.key)
         self._blocking: dict[tuple[int, int, int], Blocking] = {}
+        self._victims: list[Job] | None = None
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def touched(self, job: Job) -> bool:
@@ -149,15 +152,10 @@ class _Planner:
 
     # -- 2. queue ------------------------------------------------------------------------------------------------
     def reclaim_candidates(self, head: Job) -> list[Job]:
-        return [
-            j
-            for j in self.jobs
-            if j.phase is Phase.RUNNING
-            and not j.busy
-            and not settled(j, self.now)
-            and not self.touched(j)
-            and j.priority <= head.priority
-        ]
+        if self._victims is None:
+            running = [j for j in self.jobs if j.phase is Phase.RUNNING and not j.busy and not settled(j, self.now)]
+            self._victims = victim_order(running)
+        return [j for j in self._victims if j.priority <= head.priority and not self.touched(j)]
 
     def admit(self, job: Job, nodes: list[str], reason: str, inputs: dict[str, InputValue]) -> None:
         self.decide(Decision(job.key, Action.ADMIT, len(nodes), add_nodes=tuple(nodes), reason=reason, inputs=inputs))
@@ -237,10 +235,13 @@ class _Planner:
                 continue
             if exclude and self.cluster.shape(job).capacity() >= need:
                 reason = f"would delay {head.key}: it fits only on nodes the head is waiting for"
-            else:
+            elif position <= DETAILED_REASONS:
                 why = self.blocking(job, need)
                 reason = f"behind {head.key}, and does not fit: {why.message}"
                 behind.update(why.inputs)
+            else:  # deep in a long queue: a cheap reason (the detailed one costs a pass over the nodes)
+                room = self.cluster.shape(job).total
+                reason = f"behind {head.key}, and does not fit: room for {room} of {need} workers"
             self.decide(Decision(job.key, Action.WAIT, 0, reason=reason, inputs=behind))
         return head, head_nodes
 

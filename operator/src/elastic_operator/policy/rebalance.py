@@ -11,6 +11,8 @@ moves must pay for every pause it causes over the jobs' cooldown horizons, or no
 
 from __future__ import annotations
 
+import bisect
+import heapq
 from dataclasses import dataclass, field
 
 from elastic_operator.policy.fit import Cluster
@@ -60,39 +62,33 @@ def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], 
             return -lost - -g >= 2
         return g > lost * (1.0 + settings.rebalance_margin) + settings.min_marginal_gain
 
-    while True:
-        able = [d for d in pool if d.job.key not in taken and d.planned > d.job.min_workers]
-        if not able:
-            break
-        least = min(loss(d) for d in able)
-        wanting = [
-            c
-            for c in recipients
-            if c.planned < c.job.max_workers
-            and c.job.key not in given
-            and (fair or gain(c) >= settings.min_marginal_gain)
-        ]
-        wanting.sort(key=lambda c: (-gain(c), c.job.created, c.job.key))
-        move: tuple[Candidate, Donor, Worker] | None = None
-        for c in wanting:
-            g = gain(c)
-            if not beats(g, least):
+    # donors sorted by what their last worker is worth; recipients in a heap by what one more would be worth
+    ladder = sorted((loss(d), d.job.key, i) for i, d in enumerate(pool) if d.planned > d.job.min_workers)
+    heap = [(-gain(c), c.job.created, c.job.key, i) for i, c in enumerate(recipients) if c.planned < c.job.max_workers]
+    heapq.heapify(heap)
+    while heap and ladder:
+        neg, _, _, ci = heapq.heappop(heap)
+        c = recipients[ci]
+        g = -neg
+        if c.job.key in given or (not fair and g < settings.min_marginal_gain):
+            continue
+        if not beats(g, ladder[0][0]):
+            break  # the best recipient cannot beat the cheapest donor: nobody can
+        eligible = cluster.shape(c.job).node_set
+        move: tuple[int, Donor, Worker] | None = None
+        for pos, (lost, _, di) in enumerate(ladder):
+            if not beats(g, lost):
                 break
-            eligible = cluster.shape(c.job).node_set
-            options = sorted(
-                (d for d in able if d.job.key != c.job.key and d.job.priority <= c.job.priority and beats(g, loss(d))),
-                key=lambda d: (loss(d), d.job.key),
-            )
-            for d in options:
-                slot = _slot(cluster, eligible, c, d)
-                if slot is not None:
-                    move = (c, d, slot)
-                    break
-            if move is not None:
+            d = pool[di]
+            if d.job.key == c.job.key or d.job.priority > c.job.priority or d.job.key in taken:
+                continue
+            slot = _slot(cluster, eligible, c, d)
+            if slot is not None:
+                move = (pos, d, slot)
                 break
         if move is None:
-            break
-        c, d, slot = move
+            continue  # no donor for it now, and donors only get dearer
+        pos, d, slot = move
         cluster.release(slot.node, d.job.per_worker)
         cluster.take(slot.node, c.job.per_worker)
         c.added.append(slot.node)
@@ -100,6 +96,11 @@ def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], 
         d.to.append(c.job.key)
         taken.add(c.job.key)
         given.add(d.job.key)
+        _, key, di = ladder.pop(pos)
+        if d.planned > d.job.min_workers:
+            bisect.insort(ladder, (loss(d), key, di))
+        if c.planned < c.job.max_workers:
+            heapq.heappush(heap, (-gain(c), c.job.created, c.job.key, ci))
     moved = [d for d in pool if d.removed]
     if not moved:
         return []

@@ -9,7 +9,8 @@ first. Jobs of higher priority are never candidates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import pairwise
 
 from elastic_operator.policy.fit import Cluster, _count
 from elastic_operator.policy.snapshot import Job, Worker
@@ -30,8 +31,21 @@ def may_requeue_for(victim: Job, head: Job) -> bool:
     return victim.may_requeue and victim.priority < head.priority
 
 
+def victim_order(jobs: list[Job]) -> list[Job]:
+    """Running jobs in the order reclaim prefers them, each with its workers sorted by slot."""
+    ordered = sorted(jobs, key=lambda j: (j.priority, -(j.size - j.min_workers), j.key))
+    return [
+        j if _sorted(j.workers) else replace(j, workers=tuple(sorted(j.workers, key=lambda w: w.slot))) for j in ordered
+    ]
+
+
+def _sorted(workers: tuple[Worker, ...]) -> bool:
+    return all(a.slot < b.slot for a, b in pairwise(workers))
+
+
 def reclaim(cluster: Cluster, head: Job, candidates: list[Job]) -> list[Victim] | None:
-    """Victims whose removal lets `head`'s `min_workers` fit, or None when even all candidates would not do."""
+    """Victims whose removal lets `head`'s `min_workers` fit, or None when even all candidates would not do.
+    `candidates` must come in `victim_order`."""
     index = cluster.shape(head)
     request = index.request
     need = head.min_workers
@@ -52,8 +66,9 @@ def reclaim(cluster: Cluster, head: Job, candidates: list[Job]) -> list[Victim] 
     shrinkable = [j for j in candidates if may_shrink_for(j, head)]
     budget = {j.key: j.size - j.min_workers for j in shrinkable}
     by_node: dict[str, list[tuple[Job, Worker]]] = {}
-    for job in sorted(shrinkable, key=lambda j: (j.priority, -(j.size - j.min_workers), j.key)):
-        for worker in sorted(job.workers, key=lambda w: -w.slot):
+    # candidates come in victim order (lowest priority, then most surplus, then key), workers newest first
+    for job in shrinkable:
+        for worker in reversed(job.workers):
             if worker.node in eligible:
                 by_node.setdefault(worker.node, []).append((job, worker))
     removed: dict[str, list[Worker]] = {}
@@ -64,31 +79,34 @@ def reclaim(cluster: Cluster, head: Job, candidates: list[Job]) -> list[Victim] 
         for res, amount in job.per_worker.items():
             f[res] = f.get(res, 0) + sign * amount
 
-    # 1. shrink toward minimum, node by node
+    # 1. shrink toward minimum, node by node. The best node is the one where the fewest removals give the head one
+    # more place (ties: the node left with the fewest victim slots, then by name); nodes are tried in order of how
+    # many victim slots they hold, so the first node where a single removal does it is the best one.
+    def evaluate(name: str) -> tuple[tuple[int, int, str], list[tuple[Job, Worker]]] | None:
+        slots = by_node[name]
+        before = count(name)
+        trial = dict(free[name]) if name in free else dict(cluster.free[name])
+        used: dict[str, int] = {}
+        picked: list[tuple[Job, Worker]] = []
+        for job, worker in slots:
+            if used.get(job.key, 0) >= budget[job.key]:
+                continue
+            used[job.key] = used.get(job.key, 0) + 1
+            for res, amount in job.per_worker.items():
+                trial[res] = trial.get(res, 0) + amount
+            picked.append((job, worker))
+            if _count(trial, request) > before:
+                return (len(picked), len(slots) - len(picked), name), picked
+        return None
+
     while have < need:
         best: tuple[tuple[int, int, str], list[tuple[Job, Worker]]] | None = None
-        for name, slots in by_node.items():
-            before = count(name)
-            trial = dict(free[name]) if name in free else dict(cluster.free[name])
-            used: dict[str, int] = {}
-            picked: list[tuple[Job, Worker]] = []
-            gained = False
-            for job, worker in slots:
-                if used.get(job.key, 0) >= budget[job.key]:
-                    continue
-                used[job.key] = used.get(job.key, 0) + 1
-                for res, amount in job.per_worker.items():
-                    trial[res] = trial.get(res, 0) + amount
-                picked.append((job, worker))
-                if _count(trial, request) > before:
-                    gained = True
+        for name in sorted(by_node, key=lambda n: (len(by_node[n]), n)):
+            found = evaluate(name)
+            if found is not None and (best is None or found[0] < best[0]):
+                best = found
+                if found[0][0] == 1:
                     break
-            if not gained:
-                continue
-            remaining = len(slots) - len(picked)
-            cost = (len(picked), remaining, name)
-            if best is None or cost < best[0]:
-                best = (cost, picked)
         if best is None:
             break
         name = best[0][2]

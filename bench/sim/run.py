@@ -1,0 +1,228 @@
+"""`python -m bench.sim.run [--quick] [--workloads 1,2] [--loads 0.5,1.0]`: our policy against static baselines on the
+Pollux workloads, compared with the artifact's own averages; writes bench/results/sim.json and sim.md.
+
+Policies, all through the same `plan()` in the same simulator:
+- elastic-goodput: ours (min 1 worker, max 2 x requested, goodput growth, reclaim, safe backfill);
+- elastic-fair: the same with fair-share growth;
+- static: exactly the requested GPUs, FIFO, no resize, no backfill;
+- static-backfill: the same, but any queued job that fits may start ahead of a blocked head.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.sim.engine import Cluster, Policy, simulate
+from bench.sim.traces import REPO, TraceJob, data_dir, references, workload
+from elastic_operator.policy import Settings
+
+RESULTS = REPO / "bench" / "results"
+ATTRIBUTION = (
+    "Workloads and throughput traces: Pollux OSDI'21 artifact (petuum/adaptdl, osdi21-artifact, Apache-2.0), "
+    "workloads derived from Microsoft's Philly trace (CC-BY-4.0). Qiao et al., \"Pollux: Co-adaptive Cluster "
+    'Scheduling for Goodput-Optimized Deep Learning", OSDI 2021. Read from ../shared/data/pollux (not copied).'
+)
+CLUSTER = Cluster(nodes=16, gpus_per_node=4, interval_s=60.0, restart_penalty_s=30.0)
+ELASTIC = Settings(
+    rescale_pause_s=CLUSTER.restart_penalty_s,
+    cooldown_s=300.0,
+    grow_mode="goodput",
+    backfill="safe",
+    aging_per_hour=1.0,
+    requeue_backoff_s=120.0,
+    rebalance_margin=0.2,
+)
+
+
+def elastic_bounds(t: TraceJob) -> tuple[int, int]:
+    return 1, min(64, 2 * t.replicas)
+
+
+def static_bounds(t: TraceJob) -> tuple[int, int]:
+    return t.replicas, t.replicas
+
+
+POLICIES = {
+    "elastic-goodput": Policy("elastic-goodput", ELASTIC, elastic_bounds),
+    "elastic-fair": Policy("elastic-fair", Settings(**{**ELASTIC.__dict__, "grow_mode": "fair"}), elastic_bounds),
+    "static": Policy(
+        "static", Settings(grow=False, reclaim=False, backfill="off", aging_per_hour=0.0), static_bounds, False
+    ),
+    "static-backfill": Policy(
+        "static-backfill",
+        Settings(grow=False, reclaim=False, backfill="greedy", aging_per_hour=0.0),
+        static_bounds,
+        False,
+    ),
+}
+
+
+def _one(args: tuple[str, int, str]) -> dict[str, Any]:
+    load, index, policy = args
+    started = time.perf_counter()
+    result = simulate(workload(load, index), POLICIES[policy], CLUSTER)
+    return {
+        "load": load,
+        "workload": f"workload-{index}",
+        "policy": policy,
+        **result.summary(),
+        "wall_s": round(time.perf_counter() - started, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="workloads 1-2 at load 0.5 only")
+    parser.add_argument("--workloads", default="1,2,3,4,5,6")
+    parser.add_argument("--loads", default="0.5,1.0")
+    parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if not (data_dir() / "workloads").is_dir():
+        print(f"no Pollux data at {data_dir()} (set ELASTIC_TRAINING_POLLUX_DATA)", file=sys.stderr)
+        return 2
+    indexes = [1, 2] if args.quick else [int(x) for x in args.workloads.split(",")]
+    loads = ["0.5"] if args.quick else args.loads.split(",")
+    policies = args.policies.split(",")
+    tasks = [(load, i, p) for load in loads for i in indexes for p in policies]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        rows = list(pool.map(_one, tasks))
+    wall = time.perf_counter() - started
+    report = build_report(rows, wall)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "sim.json").write_text(json.dumps(report, indent=2) + "\n")
+    md = render_markdown(report)
+    (args.out / "sim.md").write_text(md)
+    print(md)
+    return 0
+
+
+ELASTIC_POLICIES = ("elastic-goodput", "elastic-fair")
+
+
+def build_report(rows: list[dict[str, Any]], wall: float) -> dict[str, Any]:
+    refs = {(r.load, r.workload, r.policy): r.avg_jct_s for r in references()}
+    comparisons = []
+    for load in sorted({r["load"] for r in rows}):
+        for wl in sorted({r["workload"] for r in rows if r["load"] == load}):
+            mine = {r["policy"]: r["avg_jct_s"] for r in rows if r["load"] == load and r["workload"] == wl}
+            entry: dict[str, Any] = {"load": load, "workload": wl, **{f"{k}_avg_jct_s": v for k, v in mine.items()}}
+            for name in ("pollux", "tiresias", "optimus"):
+                entry[f"{name}_avg_jct_s"] = refs.get((load, wl, name))
+            for policy in ELASTIC_POLICIES:
+                if policy not in mine:
+                    continue
+                if "static" in mine:
+                    entry[f"{policy}_x_static"] = round(mine["static"] / mine[policy], 2)
+                if entry["pollux_avg_jct_s"]:
+                    entry[f"{policy}_over_pollux"] = round(mine[policy] / entry["pollux_avg_jct_s"], 2)
+            comparisons.append(entry)
+    summary = {}
+    for policy in ELASTIC_POLICIES:
+        xs = [e[f"{policy}_x_static"] for e in comparisons if f"{policy}_x_static" in e]
+        ps = [e[f"{policy}_over_pollux"] for e in comparisons if f"{policy}_over_pollux" in e]
+        if xs and ps:
+            summary[policy] = {
+                "workloads_at_least_1_5x_static": f"{sum(x >= 1.5 for x in xs)}/{len(xs)}",
+                "workloads_within_1_2x_pollux": f"{sum(p <= 1.2 for p in ps)}/{len(ps)}",
+                "geomean_x_static": round(_geomean(xs), 2),
+                "geomean_over_pollux": round(_geomean(ps), 2),
+            }
+    return {
+        "attribution": ATTRIBUTION,
+        "cluster": CLUSTER.__dict__,
+        "elastic_settings": ELASTIC.__dict__,
+        "bounds": {"elastic": "min 1, max min(64, 2 x num_replicas), 1 GPU per worker", "static": "num_replicas"},
+        "wall_s": round(wall, 1),
+        "runs": rows,
+        "comparison": comparisons,
+        "summary": summary,
+    }
+
+
+def _geomean(xs: list[float]) -> float:
+    product = 1.0
+    for x in xs:
+        product *= x
+    return float(product ** (1.0 / len(xs)))
+
+
+def _n(v: Any) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    out = ["# Scheduling simulator: elastic policy vs static baselines on the Pollux workloads", ""]
+    out.append(f"_{report['attribution']}_")
+    out.append("")
+    c = report["cluster"]
+    out.append(
+        f"Cluster: {c['nodes']} nodes x {c['gpus_per_node']} GPUs, {c['interval_s']:g} s scheduling interval, "
+        f"{c['restart_penalty_s']:g} s restart penalty. Every policy is the same `plan()` with different settings; "
+        f"elastic jobs: {report['bounds']['elastic']}. Generated by `python -m bench.sim.run` in {report['wall_s']} s. "
+        "Pollux/Tiresias/Optimus columns are the artifact's own averages from its own simulator (batch-size "
+        "adaptation included), not re-run here; see docs/scheduling.md for why the comparison is not like for like."
+    )
+    out.append("")
+    out.append("## Average JCT (seconds) against the targets")
+    out.append("")
+    out.append(
+        "| load | workload | static | static+backfill | goodput | x static | / Pollux | fair | x static | / Pollux "
+        "| Pollux | Tiresias | Optimus |"
+    )
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for e in report["comparison"]:
+
+        def mark(key: str, ok: bool, e: dict[str, Any] = e) -> str:
+            v = e.get(key)
+            return "-" if v is None else (f"{v}" if ok else f"**{v}**")
+
+        g, f = "elastic-goodput", "elastic-fair"
+        out.append(
+            f"| {e['load']} | {e['workload']} | {_n(e.get('static_avg_jct_s'))} | "
+            f"{_n(e.get('static-backfill_avg_jct_s'))} | {_n(e.get(g + '_avg_jct_s'))} | "
+            f"{mark(g + '_x_static', e.get(g + '_x_static', 0) >= 1.5)} | "
+            f"{mark(g + '_over_pollux', e.get(g + '_over_pollux', 9) <= 1.2)} | {_n(e.get(f + '_avg_jct_s'))} | "
+            f"{mark(f + '_x_static', e.get(f + '_x_static', 0) >= 1.5)} | "
+            f"{mark(f + '_over_pollux', e.get(f + '_over_pollux', 9) <= 1.2)} | {_n(e['pollux_avg_jct_s'])} | "
+            f"{_n(e['tiresias_avg_jct_s'])} | {_n(e['optimus_avg_jct_s'])} |"
+        )
+    out.append("")
+    out.append("Bold: misses the target (at least 1.5x better than static; at most 1.2x Pollux's average).")
+    out.append("")
+    for policy, s in report["summary"].items():
+        out.append(
+            f"- {policy}: >= 1.5x static on {s['workloads_at_least_1_5x_static']} workloads (geomean "
+            f"{s['geomean_x_static']}x); within 1.2x of Pollux on {s['workloads_within_1_2x_pollux']} (geomean "
+            f"{s['geomean_over_pollux']}x Pollux)."
+        )
+    out.append("")
+    out.append("## Every run")
+    out.append("")
+    out.append("| load | workload | policy | avg JCT s | p99 JCT s | makespan s | GPU util | rescales/job | plan ms |")
+    out.append("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in report["runs"]:
+        out.append(
+            f"| {r['load']} | {r['workload']} | {r['policy']} | {r['avg_jct_s']:.0f} | {r['p99_jct_s']:.0f} | "
+            f"{r['makespan_s']:.0f} | {r['gpu_utilisation']:.2f} | {r['rescales_per_job']:.2f} | "
+            f"{r['plan_ms_avg']:.2f} |"
+        )
+    out.append("")
+    out.append(
+        "GPU util: allocated GPU-seconds / (64 x makespan), restart pauses included. Rescales: grows, shrinks and "
+        "requeues per job (admissions not counted). plan ms: mean wall time of one `plan()` call."
+    )
+    out.append("")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
