@@ -122,6 +122,7 @@ class Cluster:
         self._shapes: dict[tuple[object, ...], ShapeIndex] = {}
         self._shapes_of_node: dict[str, list[ShapeIndex]] = {name: [] for name in self.nodes}
         self.changes = 0  # bumps on every take or release (keys caches of derived facts)
+        self.node_version: dict[str, int] = dict.fromkeys(self.nodes, 0)  # per node: bumps when it changes
 
     def _sub(self, name: str, request: Mapping[str, int], n: int) -> None:
         free = self.free[name]
@@ -150,6 +151,7 @@ class Cluster:
     def take(self, name: str, request: Mapping[str, int], n: int = 1) -> None:
         self._sub(name, request, n)
         self.changes += 1
+        self.node_version[name] += 1
         for index in self._shapes_of_node.get(name, ()):
             index.update(name, self.free[name])
 
@@ -158,8 +160,14 @@ class Cluster:
             return
         self._sub(name, request, -n)
         self.changes += 1
+        self.node_version[name] += 1
         for index in self._shapes_of_node.get(name, ()):
             index.update(name, self.free[name])
+
+    def touch(self, name: str) -> None:
+        """Mark a node changed for caches (e.g. a job with workers there stopped being a reclaim candidate)."""
+        if name in self.node_version:
+            self.node_version[name] += 1
 
     def place_gang(self, job: Job, n: int, exclude: frozenset[str] = frozenset()) -> list[str] | None:
         """Nodes for `n` identical workers of `job`, all or nothing; reserves them on success.

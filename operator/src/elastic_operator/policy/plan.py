@@ -22,7 +22,7 @@ from elastic_operator.policy.fit import Blocking, Cluster, request_text
 from elastic_operator.policy.grow import Candidate, grow
 from elastic_operator.policy.queue import entries, order
 from elastic_operator.policy.rebalance import Donor, rebalance
-from elastic_operator.policy.reclaim import reclaim, victim_order
+from elastic_operator.policy.reclaim import Cache, reclaim, victim_order
 from elastic_operator.policy.snapshot import Job, Phase, Snapshot, Worker
 from elastic_operator.policy.throughput import cooldown
 
@@ -57,6 +57,7 @@ class _Planner:
         self.jobs = sorted(snapshot.jobs, key=lambda j: j.key)
         self._blocking: dict[tuple[int, int, int], Blocking] = {}
         self._victims: list[Job] | None = None
+        self._reclaim_cache: Cache = {}
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def touched(self, job: Job) -> bool:
@@ -182,11 +183,13 @@ class _Planner:
                     self.admit(job, nodes, f"fits: {need} x ({request_text(job.per_worker)}) as a gang", base)
                     continue
                 if s.reclaim:
-                    victims = reclaim(self.cluster, job, self.reclaim_candidates(job))
+                    victims = reclaim(self.cluster, job, self.reclaim_candidates(job), self._reclaim_cache)
                     if victims is not None:
                         names = []
                         for v in victims:
                             self.remove(v.job, v.remove)
+                            for w in v.job.workers:  # it is no candidate any more: cached evaluations are stale
+                                self.cluster.touch(w.node)
                             slots = tuple(w.slot for w in v.remove)
                             verb = "requeued" if v.requeue else f"shrunk to {v.job.size - len(slots)}"
                             names.append(f"{v.job.key} {verb}")

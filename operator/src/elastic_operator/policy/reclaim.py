@@ -43,9 +43,16 @@ def _sorted(workers: tuple[Worker, ...]) -> bool:
     return all(a.slot < b.slot for a, b in pairwise(workers))
 
 
-def reclaim(cluster: Cluster, head: Job, candidates: list[Job]) -> list[Victim] | None:
+Evaluation = tuple[tuple[int, int, str], list[tuple[Job, Worker]]] | None
+Cache = dict[tuple[str, object, int], tuple[int, Evaluation]]
+
+
+def reclaim(cluster: Cluster, head: Job, candidates: list[Job], cache: Cache | None = None) -> list[Victim] | None:
     """Victims whose removal lets `head`'s `min_workers` fit, or None when even all candidates would not do.
-    `candidates` must come in `victim_order`."""
+    `candidates` must come in `victim_order`. `cache` (one per planning round) keeps per-node evaluations between
+    calls; the caller must `cluster.touch()` the nodes of any job that stops being a candidate."""
+    cache = {} if cache is None else cache
+    dirty: set[str] = set()  # nodes changed by this call's own picks (not cacheable)
     index = cluster.shape(head)
     request = index.request
     need = head.min_workers
@@ -66,11 +73,13 @@ def reclaim(cluster: Cluster, head: Job, candidates: list[Job]) -> list[Victim] 
     shrinkable = [j for j in candidates if may_shrink_for(j, head)]
     budget = {j.key: j.size - j.min_workers for j in shrinkable}
     by_node: dict[str, list[tuple[Job, Worker]]] = {}
+    job_nodes: dict[str, set[str]] = {}
     # candidates come in victim order (lowest priority, then most surplus, then key), workers newest first
     for job in shrinkable:
         for worker in reversed(job.workers):
             if worker.node in eligible:
                 by_node.setdefault(worker.node, []).append((job, worker))
+                job_nodes.setdefault(job.key, set()).add(worker.node)
     removed: dict[str, list[Worker]] = {}
     order: list[tuple[Job, Worker]] = []  # shrink removals in the order made
 
@@ -82,7 +91,19 @@ def reclaim(cluster: Cluster, head: Job, candidates: list[Job]) -> list[Victim] 
     # 1. shrink toward minimum, node by node. The best node is the one where the fewest removals give the head one
     # more place (ties: the node left with the fewest victim slots, then by name); nodes are tried in order of how
     # many victim slots they hold, so the first node where a single removal does it is the best one.
-    def evaluate(name: str) -> tuple[tuple[int, int, str], list[tuple[Job, Worker]]] | None:
+    def evaluate(name: str) -> Evaluation:
+        key = (name, request, head.priority)
+        version = cluster.node_version[name]
+        if name not in dirty:
+            hit = cache.get(key)
+            if hit is not None and hit[0] == version:
+                return hit[1]
+        found = _evaluate(name)
+        if name not in dirty:
+            cache[key] = (version, found)
+        return found
+
+    def _evaluate(name: str) -> Evaluation:
         slots = by_node[name]
         before = count(name)
         trial = dict(free[name]) if name in free else dict(cluster.free[name])
@@ -114,6 +135,7 @@ def reclaim(cluster: Cluster, head: Job, candidates: list[Job]) -> list[Victim] 
         for job, worker in best[1]:
             sub(name, job, +1)
             budget[job.key] -= 1
+            dirty.update(job_nodes[job.key])
             removed.setdefault(job.key, []).append(worker)
             order.append((job, worker))
             by_node[name].remove((job, worker))
