@@ -2,7 +2,8 @@
 
 Scenario: 1,000 nodes (8 GPUs, 64 cores each, two pools, a tainted tenth), 600 running jobs filling most of it,
 1,000 queued jobs of mixed shapes (1-8 GPUs per worker, gangs of 1-4, a few node selectors and priorities). A
-fixed seed keeps it the same every run. The target is under 200 ms.
+fixed seed keeps it the same every run. The target is under 200 ms (median of 11 runs; the minimum is the cost
+without interference from whatever else the machine runs).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def main() -> int:
     plan(snapshot, NOW)  # warm-up
     times = []
     result = None
-    for _ in range(7):
+    for _ in range(11):
         started = time.perf_counter()
         result = plan(snapshot, NOW)
         times.append(time.perf_counter() - started)
@@ -116,6 +117,7 @@ def main() -> int:
         "free_gpus_before": free_gpus,
         "decisions": len(result.decisions),
         "changes": {a: sum(1 for d in result.changes if d.action == a) for a in ("admit", "grow", "shrink", "requeue")},
+        "plan_ms_min": round(1000 * min(times), 1),
         "plan_ms_median": round(1000 * statistics.median(times), 1),
         "plan_ms_max": round(1000 * max(times), 1),
         "target_ms": 200,
