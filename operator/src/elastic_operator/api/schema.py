@@ -178,6 +178,8 @@ def structural_problems(schema: JSON, path: str = "", field: bool = True) -> lis
         problems.append(f"{where}: no type")
     if field and not schema.get("description") and path != ".metadata":  # the server documents ObjectMeta
         problems.append(f"{where}: no description")
+    if schema.get("additionalProperties") is False:
+        problems.append(f"{where}: additionalProperties: false")
     if "properties" in schema and "additionalProperties" in schema:
         problems.append(f"{where}: properties and additionalProperties together")
     for junction in ("anyOf", "oneOf", "allOf", "not"):

@@ -7,6 +7,7 @@ controller is level-based: after a restart it reads status and carries on.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Annotated, Final, Literal, Self
 
 from pydantic import Field, StringConstraints, model_validator
@@ -59,6 +60,11 @@ Seconds = Annotated[int, Field(ge=0, le=10 * 365 * 86400)]
 Count = Annotated[int, Field(ge=0)]
 
 
+def _unique(keys: Iterable[str]) -> bool:
+    seen = list(keys)
+    return len(seen) == len(set(seen))
+
+
 def _starts_with_launcher(command: list[str]) -> bool:
     return len(command) >= 2 and command[0] == "elastic-trainer" and command[1] == "launch"
 
@@ -79,6 +85,15 @@ class WorkerPodTemplate(ApiModel):
             "command is run under `elastic-trainer launch --` already: give the training command itself",
             ".command",
             check=lambda m: not _starts_with_launcher(m.command),
+        ),
+        # list-map keys are unique: the server enforces it through x-kubernetes-list-type: map
+        Rule("", "env names must be unique", ".env", check=lambda m: _unique(e.name for e in m.env)),
+        Rule("", "volume names must be unique", ".volumes", check=lambda m: _unique(v.name for v in m.volumes)),
+        Rule(
+            "",
+            "volumeMounts[].mountPath must be unique",
+            ".volumeMounts",
+            check=lambda m: _unique(x.mount_path for x in m.volume_mounts),
         ),
     )
 

@@ -283,6 +283,12 @@ class TuningSweepSpec(ApiModel):
 
     RULES = (
         Rule(
+            "",  # the server enforces it through x-kubernetes-list-type: map
+            "parameter names must be unique",
+            ".parameters",
+            check=lambda m: len({p.name for p in m.parameters}) == len(m.parameters),
+        ),
+        Rule(
             "self.parallelism <= self.maxTrials",
             "parallelism must not exceed maxTrials",
             ".parallelism",
