@@ -35,6 +35,7 @@ ENV_REPORT_URL: Final = "ELASTIC_REPORT_URL"  # base URL of the operator's repor
 ENV_TOKEN: Final = "ELASTIC_TOKEN"  # per-job bearer token, from a Secret
 ENV_CHECKPOINT_DIR: Final = "ELASTIC_CHECKPOINT_DIR"  # shared by all pods of the job (PVC or host path)
 ENV_NPROC_PER_WORKER: Final = "ELASTIC_NPROC_PER_WORKER"  # processes (ranks) per pod, torchrun --nproc-per-node
+ENV_POD_IP: Final = "ELASTIC_POD_IP"  # this pod's IP (fieldRef status.podIP): torchrun --local-addr; else $POD_IP
 # optional tuning (defaults in DEFAULTS)
 ENV_REPORT_INTERVAL_S: Final = "ELASTIC_REPORT_INTERVAL_S"  # report period while training runs
 ENV_WAIT_POLL_S: Final = "ELASTIC_WAIT_POLL_S"  # report period while waiting for a directive
@@ -68,6 +69,8 @@ DEFAULTS: Final[Mapping[str, str]] = {
 CONTROL_STOP_FILE: Final = "stop"  # exists: the launcher asks for checkpoint-and-stop at the next step boundary
 CONTROL_STOPPED_FILE: Final = "stopped"  # JSON {"step": n}: training stopped on request after checkpointing
 CONTROL_PROGRESS_FILE: Final = "progress.json"  # latest Progress from local rank 0
+CONTROL_READY_FILE: Final = "ready"  # the generation's process group is up and its code honours the go gate
+CONTROL_GO_FILE: Final = "go"  # the launcher lets a prepared generation load the checkpoint and train
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ class EnvVarSpec:
     """One variable of a worker pod: where its value comes from (for renderers and docs)."""
 
     name: str
-    source: Literal["value", "pod-name", "secret"]
+    source: Literal["value", "pod-name", "pod-ip", "secret"]
     required: bool
     description: str
 
@@ -88,6 +91,7 @@ WORKER_ENV: Final[tuple[EnvVarSpec, ...]] = (
     EnvVarSpec(ENV_REPORT_URL, "value", True, "base URL of the operator's report endpoint"),
     EnvVarSpec(ENV_TOKEN, "secret", True, "the job's report token (secretKeyRef)"),
     EnvVarSpec(ENV_CHECKPOINT_DIR, "value", True, "checkpoint directory shared by every pod of the job"),
+    EnvVarSpec(ENV_POD_IP, "pod-ip", False, "this pod's IP (fieldRef status.podIP), the address peers dial"),
     EnvVarSpec(ENV_NPROC_PER_WORKER, "value", False, "training processes per pod (default 1)"),
     EnvVarSpec(ENV_REPORT_INTERVAL_S, "value", False, "seconds between reports while training (default 5)"),
     EnvVarSpec(ENV_CHECKPOINT_INTERVAL_STEPS, "value", False, "periodic checkpoint every n steps"),
@@ -114,6 +118,7 @@ def build_worker_env(
         {"name": ENV_JOB_NAME, "value": name},
         {"name": ENV_JOB_UID, "value": uid},
         {"name": ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": ENV_POD_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {"name": ENV_REPORT_URL, "value": report_url},
         {"name": ENV_TOKEN, "valueFrom": {"secretKeyRef": {"name": token_secret, "key": token_key}}},
         {"name": ENV_CHECKPOINT_DIR, "value": checkpoint_dir},

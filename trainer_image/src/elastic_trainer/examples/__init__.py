@@ -1,0 +1,1 @@
+"""Small real models that use the trainer library."""
