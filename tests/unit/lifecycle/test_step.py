@@ -234,3 +234,18 @@ def test_status_round_trip_keeps_the_runtime() -> None:
         message="hello",
     )
     assert from_status(to_status(rt)) == rt
+
+
+def test_stop_request_drains_workers_then_succeeds() -> None:
+    spec = replace(SPEC, stop_reason="pruned at step 10")
+    pods = [worker(0), worker(1), rdzv()]
+    s = step(running(2), pods, spec=spec)
+    assert s.runtime.placement == ()
+    assert {x.slot for x in s.runtime.leaving} == {0, 1}
+    assert directive_for(s.runtime, 0, "uid", "e:1").action == EXIT
+    assert s.runtime.phase == RUNNING  # not done while workers are still checkpointing
+    done = step(replace(s.runtime, leaving=()), [], spec=spec)
+    assert done.runtime.phase == SUCCEEDED
+    assert done.runtime.message == "stopped: pruned at step 10"
+    queued = step(JobRuntime(), [], spec=spec)
+    assert queued.runtime.phase == SUCCEEDED

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from elastic_operator.render.names import JOB_LABEL, SWEEP_LABEL
+
 JSON = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
-
-JOB_LABEL = "elastic.training/job-name"
 
 
 def key_of(obj: Mapping[str, Any]) -> Key:
@@ -76,7 +76,7 @@ class ClusterView:
 
     def trial_jobs(self, namespace: str, sweep: str) -> Iterable[JSON]:
         for (ns, _), job in self.jobs.items():
-            if ns == namespace and job.get("metadata", {}).get("labels", {}).get("elastic.training/sweep") == sweep:
+            if ns == namespace and job.get("metadata", {}).get("labels", {}).get(SWEEP_LABEL) == sweep:
                 yield job
 
 

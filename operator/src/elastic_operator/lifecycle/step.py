@@ -49,6 +49,7 @@ class JobSpecFacts:
     failure_budget: int = 3  # worker failures (not rescales, not lost nodes) tolerated before the job fails
     crash_loop_failures: int = 3  # this many budget-consuming failures ...
     crash_loop_window_s: float = 300.0  # ... within this window trip the breaker
+    stop_reason: str = ""  # set (annotation elastic.training/stop) when a sweep prunes a trial: exit cleanly
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,9 @@ def advance(inp: Inputs, now: float) -> Step:
         _release_everything(b, inp, workers, rendezvous)
         return b.build()
 
-    if spec.suspend:
+    if spec.stop_reason:
+        _stop(b, spec.stop_reason, now)
+    elif spec.suspend:
         _suspend(b, inp, workers, now)
     elif b.rt.phase == SUSPENDED:
         b.rt = replace(b.rt, phase=QUEUED, message="resumed: waiting for capacity")
@@ -350,6 +353,26 @@ def _suspend(b: _Builder, inp: Inputs, workers: Mapping[int, PodFacts], now: flo
         )
         b.event("Suspending", "suspend requested: workers checkpoint and exit")
     b.rt = replace(rt, phase=SUSPENDED, message="suspended; resumes from its last checkpoint when suspend is cleared")
+
+
+def _stop(b: _Builder, reason: str, now: float) -> None:
+    """Stop on request (a pruned sweep trial): every worker checkpoints and exits; then the job has succeeded."""
+    rt = b.rt
+    if rt.placement:
+        leaving = tuple(Leaving(s.slot, now) for s in rt.placement if s.slot not in rt.leaving_slots())
+        rt = replace(
+            rt,
+            placement=(),
+            members=(),
+            leaving=(*rt.leaving, *leaving),
+            rescale_generation=rt.rescale_generation + 1,
+            message=f"stopping: {reason}",
+        )
+        b.event("Stopping", f"stop requested ({reason}): workers checkpoint and exit")
+    if not rt.leaving:
+        rt = replace(rt, phase=SUCCEEDED, completion_time=now, message=f"stopped: {reason}")
+        b.event("Stopped", rt.message)
+    b.rt = rt
 
 
 def _apply_change(b: _Builder, inp: Inputs, now: float) -> None:

@@ -1,0 +1,3 @@
+from elastic_operator.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,300 @@
+"""The controller: one planning round: view -> snapshot -> policy.plan() -> lifecycle.advance() per job -> API writes.
+
+The round is level-based: it derives everything from the watched view, the reports and each job's status, so
+running it twice, or after an operator crash, converges to the same state. The handlers call `run_round()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from elastic_operator.config import OperatorSettings
+from elastic_operator.k8s.client import KubeClient
+from elastic_operator.k8s.facts import pod_facts
+from elastic_operator.k8s.jobs import JobContext, parse_job
+from elastic_operator.k8s.snapshot import Throughputs, plan_changes
+from elastic_operator.k8s.view import ClusterView, Key
+from elastic_operator.lifecycle.directive import directive_for
+from elastic_operator.lifecycle.state import TERMINAL, JobRuntime, from_status, iso, to_status
+from elastic_operator.lifecycle.step import Inputs, Step, Timeouts, advance, worker_pod_name
+from elastic_operator.metrics import OperatorMetrics
+from elastic_operator.render import pods as render
+from elastic_operator.reports.server import ReportStore
+from elastic_operator.reports.tokens import job_token
+from elastic_trainer import contract
+
+log = logging.getLogger("elastic_operator.controller")
+
+JSON = dict[str, Any]
+
+
+@dataclass
+class Controller:
+    client: KubeClient
+    view: ClusterView
+    settings: OperatorSettings
+    metrics: OperatorMetrics
+    reports: ReportStore
+    token_key: bytes
+    report_url: str
+    clock: Callable[[], float] = time.time
+    throughputs: Throughputs = field(default_factory=Throughputs)
+    _infra_done: set[tuple[Key, str]] = field(default_factory=set)  # (job, uid) whose secret/service exist
+    _invalid_seen: dict[Key, str] = field(default_factory=dict)
+
+    # -- queries used by the report endpoint ---------------------------------------------------------------------
+
+    def job_uid(self, namespace: str, name: str) -> str | None:
+        job = self.view.jobs.get((namespace, name))
+        return None if job is None else str(job["metadata"]["uid"])
+
+    def directive(self, namespace: str, name: str, pod: str) -> contract.Directive:
+        job = self.view.jobs.get((namespace, name))
+        rt = from_status((job or {}).get("status"))
+        pod_obj = self.view.pods.get((namespace, pod))
+        slot = pod_facts(pod_obj).slot if pod_obj else None
+        uid = str((job or {}).get("metadata", {}).get("uid", ""))
+        d = directive_for(rt, slot, uid, self.rendezvous_endpoint(namespace, rt.rendezvous_pod))
+        return contract.Directive(
+            generation=d.generation, action=d.action, nnodes=d.nnodes, rdzv_endpoint=d.rdzv_endpoint, rdzv_id=d.rdzv_id
+        )
+
+    def rendezvous_endpoint(self, namespace: str, pod_name: str) -> str:
+        pod = self.view.pods.get((namespace, pod_name)) if pod_name else None
+        ip = ((pod or {}).get("status") or {}).get("podIP")
+        phase = ((pod or {}).get("status") or {}).get("phase")
+        return f"{ip}:{self.settings.rendezvous_port}" if ip and phase == "Running" else ""
+
+    # -- the round -------------------------------------------------------------------------------------------------
+
+    def managed(self, key: Key) -> bool:
+        return not self.settings.namespaces or key[0] in self.settings.namespaces
+
+    async def run_round(self) -> None:
+        now = self.clock()
+        started = time.perf_counter()
+        contexts: dict[Key, JobContext] = {}
+        for key, obj in list(self.view.jobs.items()):
+            if not self.managed(key) or obj.get("metadata", {}).get("deletionTimestamp"):
+                continue
+            ctx = parse_job(obj)
+            if ctx.errors:
+                await self._mark_invalid(key, obj, ctx.errors)
+                continue
+            self._invalid_seen.pop(key, None)
+            contexts[key] = ctx
+        pods_by_job = self.view.pods_by_job()
+        changes, queue_info, snapshot_info = plan_changes(
+            self.view, contexts, pods_by_job, self.settings, now, self.throughputs
+        )
+        self.metrics.plan_duration.observe(time.perf_counter() - started)
+        self._export_gauges(contexts, snapshot_info)
+        self.reports.forget(set(contexts))
+        for key, ctx in contexts.items():
+            try:
+                await self._reconcile(key, ctx, pods_by_job.get(key, []), changes.get(key), queue_info.get(key), now)
+            except ApiException as exc:
+                self.metrics.apply_errors.labels("api").inc()
+                log.warning("reconciling %s/%s failed: %s %s", *key, exc.status, exc.reason)
+
+    async def _reconcile(
+        self,
+        key: Key,
+        ctx: JobContext,
+        raw_pods: list[JSON],
+        change: Any,
+        queue: JSON | None,
+        now: float,
+    ) -> None:
+        ns, name = key
+        obj = ctx.obj
+        status = obj.get("status") or {}
+        rt = from_status(status)
+        inputs = Inputs(
+            spec=ctx.facts,
+            runtime=rt,
+            pods=tuple(pod_facts(p) for p in raw_pods),
+            reports=self.reports.facts(key),
+            change=change.change if change is not None else None,
+            timeouts=Timeouts(self.settings.shrink_deadline_s, self.settings.start_deadline_s),
+        )
+        step = advance(inputs, now)
+        job = render.JobRef(ns, name, str(obj["metadata"]["uid"]))
+        await self._apply(job, ctx, step)
+        patch = to_status(step.runtime)
+        patch["observedGeneration"] = obj["metadata"].get("generation")
+        progress = self._progress(key, rt)
+        if progress is not None:
+            patch["progress"] = progress
+        if change is not None:
+            patch["lastDecision"] = {**change.summary, "time": iso(now)}
+            self.metrics.decisions.labels(change.change.action).inc()
+            if change.change.action in ("grow", "shrink", "requeue"):
+                self.metrics.rescales.labels(change.change.action, change.reason_code).inc()
+        elif queue is not None and step.runtime.phase == "Queued":
+            patch["lastDecision"] = {**queue, "time": (status.get("lastDecision") or {}).get("time") or iso(now)}
+        patch["conditions"] = _conditions(status.get("conditions") or [], step.runtime.phase, obj, now)
+        for cause in ("workerFailed", "workerLost", "rendezvousLost"):
+            delta = step.runtime.restarts.get(cause, 0) - rt.restarts.get(cause, 0)
+            if delta > 0:
+                self.metrics.restarts.labels(cause).inc(delta)
+        if _differs(status, patch):
+            await self.client.patch_status("TrainingJob", ns, name, {"status": patch})
+        if step.runtime.phase in TERMINAL:
+            await self._ttl(job, obj, step.runtime.completion_time, now)
+
+    async def _apply(self, job: render.JobRef, ctx: JobContext, step: Step) -> None:
+        port = self.settings.rendezvous_port
+        if step.create_workers or step.create_rendezvous:
+            infra_key = ((job.namespace, job.name), job.uid)
+            if infra_key not in self._infra_done:
+                await self.client.create(render.token_secret(job, job_token(self.token_key, job.uid)))
+                await self.client.create(render.rendezvous_service(job, port))
+                await self.client.create(render.rendezvous_network_policy(job, port))
+                self._infra_done.add(infra_key)
+        if step.create_rendezvous:
+            await self.client.create(render.rendezvous_pod(job, ctx.template, step.create_rendezvous, port))
+        for slot in step.create_workers:
+            pod = render.worker_pod(
+                job, ctx.template, slot.slot, slot.node, worker_pod_name(job.name, slot.slot), self.report_url
+            )
+            await self.client.create(pod)
+        for pod_name, why in step.delete_pods:
+            log.info("deleting pod %s/%s: %s", job.namespace, pod_name, why)
+            await self.client.delete("Pod", job.namespace, pod_name)
+        for event in step.events:
+            await self._event(job, event.type, event.reason, event.message)
+
+    async def _event(self, job: render.JobRef, type_: str, reason: str, message: str) -> None:
+        now = self.clock()
+        body = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": f"{job.name}.{uuid.uuid4().hex[:12]}", "namespace": job.namespace},
+            "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(now)),
+            "reportingController": "elastic.training/operator",
+            "reportingInstance": "elastic-training-operator",
+            "action": reason,
+            "reason": reason,
+            "type": type_,
+            "note": message[:1024],
+            "regarding": {
+                "apiVersion": job.api_version,
+                "kind": job.kind,
+                "name": job.name,
+                "namespace": job.namespace,
+                "uid": job.uid,
+            },
+        }
+        try:
+            await self.client.post_event(body)
+        except ApiException as exc:  # an event is never worth failing a decision for
+            self.metrics.apply_errors.labels("event").inc()
+            log.debug("event for %s/%s not posted: %s", job.namespace, job.name, exc.reason)
+
+    async def _mark_invalid(self, key: Key, obj: JSON, errors: list[tuple[str, str]]) -> None:
+        message = "; ".join(f"{path}: {msg}" for path, msg in errors)[:2000]
+        if self._invalid_seen.get(key) == message:
+            return  # reported already: no retry storm
+        self._invalid_seen[key] = message
+        ns, name = key
+        job = render.JobRef(ns, name, str(obj["metadata"]["uid"]))
+        now = self.clock()
+        status = obj.get("status") or {}
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "InvalidSpec"]
+        conditions.append(
+            {
+                "type": "InvalidSpec",
+                "status": "True",
+                "reason": "InvalidSpec",
+                "message": message,
+                "lastTransitionTime": iso(now),
+                "observedGeneration": obj["metadata"].get("generation"),
+            }
+        )
+        patch = {"status": {"phase": "Failed", "message": f"invalid spec: {message}", "conditions": conditions}}
+        await self.client.patch_status("TrainingJob", ns, name, patch)
+        await self._event(job, "Warning", "InvalidSpec", message)
+
+    async def _ttl(self, job: render.JobRef, obj: JSON, completion: float | None, now: float) -> None:
+        ttl = (obj.get("spec") or {}).get("ttlSecondsAfterFinished")
+        if ttl is None or completion is None or now - completion < float(ttl):
+            return
+        await self.client.delete("TrainingJob", job.namespace, job.name)
+
+    def _progress(self, key: Key, rt: JobRuntime) -> JSON | None:
+        latest = self.reports.latest(key)
+        if not latest:
+            return None
+        best = max(latest.values(), key=lambda s: (s.report.step, s.received))
+        r = best.report
+        current = [
+            s for s in latest.values() if s.report.generation == rt.rescale_generation and s.report.state == "running"
+        ]
+        # every rank-0 launcher reports the job's throughput; members agree, so take the freshest
+        sps = max(current, key=lambda s: s.received).report.samples_per_s if current else 0.0
+        if sps and rt.phase == "Running":
+            self.throughputs.record(key, len(rt.members), sps)
+        return {
+            "step": r.step,
+            "epoch": r.epoch,
+            "samplesPerSecond": round(sps, 3),
+            "metrics": {k: float(v) for k, v in r.metrics.items()},
+            "lastCheckpointStep": r.last_checkpoint_step,
+            "lastReportTime": iso(best.received),
+        }
+
+    def _export_gauges(self, contexts: dict[Key, JobContext], info: JSON) -> None:
+        phases: dict[str, int] = {}
+        for ctx in contexts.values():
+            phase = (ctx.obj.get("status") or {}).get("phase") or "Queued"
+            phases[phase] = phases.get(phase, 0) + 1
+        for phase in ("Queued", "Starting", "Running", "Rescaling", "Succeeded", "Failed", "Suspended"):
+            self.metrics.jobs.labels(phase).set(phases.get(phase, 0))
+        self.metrics.queue_depth.set(info.get("queue_depth", 0))
+        for resource, value in (info.get("capacity") or {}).items():
+            self.metrics.capacity.labels(resource).set(value)
+        for resource, value in (info.get("allocated") or {}).items():
+            self.metrics.workers_allocated.labels(resource).set(value)
+
+
+def _conditions(existing: list[JSON], phase: str, obj: JSON, now: float) -> list[JSON]:
+    """Kubernetes-style conditions derived from the phase: Admitted, Running, Succeeded, Failed (+ no InvalidSpec)."""
+    wanted = {
+        "Admitted": phase not in ("Queued", "Suspended"),
+        "Running": phase == "Running",
+        "Rescaling": phase == "Rescaling",
+        "Suspended": phase == "Suspended",
+        "Succeeded": phase == "Succeeded",
+        "Failed": phase == "Failed",
+    }
+    by_type = {c.get("type"): c for c in existing if c.get("type") != "InvalidSpec"}
+    out: list[JSON] = []
+    for ctype, truth in wanted.items():
+        status = "True" if truth else "False"
+        old = by_type.get(ctype)
+        if old is not None and old.get("status") == status:
+            out.append(old)
+            continue
+        out.append(
+            {
+                "type": ctype,
+                "status": status,
+                "reason": phase,
+                "message": f"phase is {phase}",
+                "lastTransitionTime": iso(now),
+                "observedGeneration": obj["metadata"].get("generation"),
+            }
+        )
+    return out
+
+
+def _differs(status: JSON, patch: JSON) -> bool:
+    return any(status.get(k) != v for k, v in patch.items())

@@ -1,0 +1,83 @@
+"""A watched TrainingJob object -> what the controller needs: validated facts, the worker template, or errors.
+
+Validation goes through the API models (elastic_operator.api), so the operator and the CRD schema agree; what the
+schema cannot say (e.g. placeholders left in a job that no sweep rendered) is caught here and reported as an
+InvalidSpec condition naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from elastic_operator.api.validation import validate_trainingjob
+from elastic_operator.lifecycle.step import JobSpecFacts
+from elastic_operator.render.pods import WorkerTemplate
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobContext:
+    obj: JSON
+    facts: JobSpecFacts
+    template: WorkerTemplate
+    requests: dict[str, str] = field(default_factory=dict)  # per worker (limits stand in for missing requests)
+    priority: int = 0
+    cooldown_s: float | None = None
+    may_shrink: bool = True
+    may_requeue: bool = True
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+STOP_ANNOTATION = "elastic.training/stop"
+
+
+def parse_job(obj: JSON) -> JobContext:
+    name = obj["metadata"]["name"]
+    model, errors = validate_trainingjob(obj)
+    if model is None or errors:
+        return JobContext(
+            obj=obj,
+            facts=JobSpecFacts(name=name, min_workers=1, max_workers=1),
+            template=WorkerTemplate(image="", command=()),
+            errors=errors or [("spec", "invalid")],
+        )
+    spec = model.spec
+    t = spec.template
+    resources = t.resources.model_dump(mode="json", by_alias=True, exclude_none=True) if t.resources else {}
+    requests = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+    template = WorkerTemplate(
+        image=t.image,
+        command=(*t.command, *t.args),
+        env=[e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in t.env],
+        resources=resources,
+        volumes=[v.model_dump(mode="json", by_alias=True, exclude_none=True) for v in t.volumes],
+        volume_mounts=[m.model_dump(mode="json", by_alias=True, exclude_none=True) for m in t.volume_mounts],
+        node_selector=dict(t.node_selector),
+        tolerations=[x.model_dump(mode="json", by_alias=True, exclude_none=True) for x in t.tolerations],
+        nproc_per_worker=spec.nproc_per_worker,
+        checkpoint_dir=spec.checkpoint.path if spec.checkpoint else "/checkpoints",
+        priority_class_name=spec.priority_class_name,
+    )
+    failure = spec.failure_policy
+    facts = JobSpecFacts(
+        name=name,
+        min_workers=spec.min_workers,
+        max_workers=spec.max_workers,
+        suspend=bool(spec.suspend),
+        active_deadline_s=float(spec.active_deadline_seconds) if spec.active_deadline_seconds else None,
+        failure_budget=failure.max_restarts if failure else 3,
+        stop_reason=((obj["metadata"].get("annotations") or {}).get(STOP_ANNOTATION) or ""),
+    )
+    elasticity = spec.elasticity
+    return JobContext(
+        obj=obj,
+        facts=facts,
+        template=template,
+        requests={k: str(v) for k, v in requests.items()},
+        priority=spec.priority or 0,
+        cooldown_s=float(elasticity.rescale_cooldown_seconds) if elasticity else None,
+        may_shrink=elasticity.allow_shrink if elasticity else True,
+        may_requeue=elasticity.allow_requeue if elasticity else True,
+    )

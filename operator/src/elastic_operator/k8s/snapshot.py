@@ -1,0 +1,218 @@
+"""Build the policy's frozen snapshot from the watched view, run plan(), and translate its decisions.
+
+Capacity accounting matches the scheduler's: every bound, unfinished pod holds its requests. Pods of our jobs are
+represented as the jobs' workers (placed or leaving); every other pod on an eligible node is foreign usage —
+including our rendezvous pods and any stray worker pod still terminating, so nothing is ever over-committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from elastic_operator.config import OperatorSettings
+from elastic_operator.k8s.facts import node_ready, pod_holds_resources, pod_requests
+from elastic_operator.k8s.jobs import JobContext
+from elastic_operator.k8s.view import ClusterView, Key
+from elastic_operator.lifecycle.state import QUEUED, RESCALING, RUNNING, STARTING, from_status
+from elastic_operator.lifecycle.step import Change
+from elastic_operator.policy.decision import Action, Decision
+from elastic_operator.policy.plan import plan
+from elastic_operator.policy.resources import Resources, parse_quantity
+from elastic_operator.policy.snapshot import Job, Node, Phase, Settings, Snapshot, Taint, Toleration, Worker
+from elastic_operator.render.names import JOB_LABEL, SLOT_LABEL
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    change: Change
+    summary: JSON  # what goes into status.lastDecision
+    reason_code: str
+
+
+@dataclass
+class Throughputs:
+    """Measured samples/s by worker count, per job, learned from reports (the goodput mode's input)."""
+
+    by_job: dict[Key, dict[int, float]] = field(default_factory=dict)
+
+    def record(self, job: Key, workers: int, samples_per_s: float) -> None:
+        if workers > 0 and samples_per_s > 0:
+            curve = self.by_job.setdefault(job, {})
+            old = curve.get(workers)
+            curve[workers] = samples_per_s if old is None else 0.7 * old + 0.3 * samples_per_s
+
+
+def _ts(value: str | None) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else 0.0
+
+
+def _selector(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        k, _, v = part.partition("=")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _resources(raw: Mapping[str, Any]) -> Resources:
+    return Resources({k: parse_quantity(k, str(v)) for k, v in raw.items()})
+
+
+def build_nodes(view: ClusterView, settings: OperatorSettings) -> tuple[Node, ...]:
+    wanted = _selector(settings.node_selector)
+    nodes = []
+    for name, obj in sorted(view.nodes.items()):
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        if any(labels.get(k) != v for k, v in wanted.items()) or obj["metadata"].get("deletionTimestamp"):
+            continue
+        spec = obj.get("spec") or {}
+        nodes.append(
+            Node(
+                name=name,
+                allocatable=_resources((obj.get("status") or {}).get("allocatable") or {}),
+                labels=dict(labels),
+                taints=tuple(
+                    Taint(t.get("key", ""), t.get("value", "") or "", t.get("effect", "NoSchedule"))
+                    for t in spec.get("taints") or []
+                ),
+                schedulable=not spec.get("unschedulable", False),
+                ready=node_ready(obj),
+            )
+        )
+    return tuple(nodes)
+
+
+def _toleration(t: Mapping[str, Any]) -> Toleration:
+    return Toleration(
+        key=t.get("key") or "",
+        operator=t.get("operator") or "Equal",
+        value=t.get("value") or "",
+        effect=t.get("effect") or "",
+    )
+
+
+def _policy_job(key: Key, ctx: JobContext, pods: list[JSON], throughput: Mapping[int, float]) -> Job:
+    rt = from_status(ctx.obj.get("status"))
+    node_of_slot = {
+        int(p["metadata"]["labels"][SLOT_LABEL]): (p.get("spec") or {}).get("nodeName") or ""
+        for p in pods
+        if SLOT_LABEL in (p["metadata"].get("labels") or {})
+    }
+    phase = Phase.OTHER
+    busy = False
+    if rt.phase == QUEUED:
+        phase, busy = (Phase.QUEUED, False) if not rt.leaving else (Phase.OTHER, True)
+    elif rt.phase == RUNNING:
+        phase, busy = Phase.RUNNING, bool(rt.leaving)
+    elif rt.phase in (STARTING, RESCALING):
+        phase, busy = Phase.RUNNING, True
+    requeued = rt.rescales.get("requeue", 0) or rt.restarts.get("workerLost", 0) or rt.restarts.get("workerFailed", 0)
+    return Job(
+        key=f"{key[0]}/{key[1]}",
+        per_worker=_resources(ctx.requests),
+        min_workers=ctx.facts.min_workers,
+        max_workers=ctx.facts.max_workers,
+        priority=ctx.priority,
+        created=_ts(ctx.obj["metadata"].get("creationTimestamp")),
+        phase=phase,
+        node_selector=dict(ctx.template.node_selector),
+        tolerations=tuple(_toleration(t) for t in ctx.template.tolerations),
+        workers=tuple(Worker(s.slot, s.node) for s in rt.placement),
+        leaving=tuple(Worker(x.slot, node_of_slot.get(x.slot, "")) for x in rt.leaving if node_of_slot.get(x.slot)),
+        last_rescale=rt.last_rescale_time or rt.start_time,
+        cooldown_s=ctx.cooldown_s,
+        may_shrink=ctx.may_shrink,
+        may_requeue=ctx.may_requeue,
+        throughput=dict(throughput),
+        queued_since=rt.last_rescale_time if (rt.phase == QUEUED and requeued) else None,
+        busy=busy,
+    )
+
+
+def build_snapshot(
+    view: ClusterView,
+    contexts: Mapping[Key, JobContext],
+    pods_by_job: Mapping[Key, list[JSON]],
+    settings: OperatorSettings,
+    throughputs: Throughputs,
+) -> Snapshot:
+    nodes = build_nodes(view, settings)
+    node_names = {n.name for n in nodes}
+    jobs = tuple(
+        _policy_job(key, ctx, pods_by_job.get(key, []), throughputs.by_job.get(key, {}))
+        for key, ctx in sorted(contexts.items())
+    )
+    represented: set[tuple[str, str, int]] = set()  # (namespace, job, slot) counted as a job's worker
+    for job in jobs:
+        ns, name = job.key.split("/", 1)
+        represented.update((ns, name, w.slot) for w in (*job.workers, *job.leaving))
+    foreign: dict[str, dict[str, int]] = {}
+    for (ns, _), pod in view.pods.items():
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node not in node_names or not pod_holds_resources(pod):
+            continue
+        labels = pod["metadata"].get("labels") or {}
+        slot = labels.get(SLOT_LABEL)
+        if JOB_LABEL in labels and slot is not None and (ns, labels[JOB_LABEL], int(slot)) in represented:
+            continue
+        usage = foreign.setdefault(node, {})
+        for k, v in pod_requests(pod).items():
+            usage[k] = usage.get(k, 0) + int(v)
+    return Snapshot(
+        nodes=nodes,
+        jobs=jobs,
+        foreign_usage={n: Resources(u) for n, u in foreign.items()},
+        settings=Settings(rescale_pause_s=settings.rescale_pause_s, grow_mode=settings.grow_mode),  # type: ignore[arg-type]
+    )
+
+
+def _summary(d: Decision) -> JSON:
+    inputs = dict(d.inputs)
+    out: JSON = {"action": str(d.action), "reason": d.reason, "targetWorkers": d.target}
+    for src, dst in (("queue_depth", "queueDepth"), ("free_gpus", "freeGPUs"), ("blocking", "blockingCause")):
+        if src in inputs:
+            out[dst] = inputs.pop(src)
+    out["inputs"] = {k: str(v) for k, v in inputs.items()}
+    return out
+
+
+def plan_changes(
+    view: ClusterView,
+    contexts: Mapping[Key, JobContext],
+    pods_by_job: Mapping[Key, list[JSON]],
+    settings: OperatorSettings,
+    now: float,
+    throughputs: Throughputs,
+) -> tuple[dict[Key, PlannedChange], dict[Key, JSON], JSON]:
+    """Run the policy once. Returns the changes by job, what to say about each queued job, and gauges."""
+    snapshot = build_snapshot(view, contexts, pods_by_job, settings, throughputs)
+    result = plan(snapshot, now)
+    changes: dict[Key, PlannedChange] = {}
+    queued: dict[Key, JSON] = {}
+    for d in result.decisions:
+        ns, name = d.job.split("/", 1)
+        key = (ns, name)
+        if d.is_change:
+            change = Change(str(d.action), d.target, tuple(d.add_nodes), tuple(d.remove_slots), d.reason)
+            changes[key] = PlannedChange(change, _summary(d), str(d.action))
+        elif d.action is Action.WAIT:
+            summary = _summary(d)
+            entry = result.queue_entry(d.job)
+            if entry is not None:
+                summary.update(queuePosition=entry.position, queueDepth=entry.depth)
+            queued[key] = summary
+    capacity: dict[str, int] = {}
+    for n in snapshot.nodes:
+        for k, v in n.allocatable.items():
+            capacity[k] = capacity.get(k, 0) + v
+    allocated: dict[str, int] = {}
+    for j in snapshot.jobs:
+        for k, v in j.per_worker.items():
+            allocated[k] = allocated.get(k, 0) + v * (len(j.workers) + len(j.leaving))
+    info = {"queue_depth": len(result.queue), "capacity": capacity, "allocated": allocated}
+    return changes, queued, info

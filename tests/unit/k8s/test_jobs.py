@@ -1,0 +1,52 @@
+"""Parsing watched TrainingJobs: what the schema cannot reject becomes field-named errors, never a crash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from elastic_operator.k8s.jobs import STOP_ANNOTATION, parse_job
+
+
+def manifest(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "minWorkers": 2,
+        "maxWorkers": 4,
+        "template": {"image": "img", "command": ["python", "train.py"], "resources": {"limits": {"nvidia.com/gpu": 2}}},
+    }
+    base.update(spec)
+    return {
+        "apiVersion": "elastic.training/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "job", "namespace": "ns", "uid": "u1", "annotations": {}},
+        "spec": base,
+    }
+
+
+def test_valid_job_yields_facts_template_and_requests() -> None:
+    ctx = parse_job(manifest(priority=5, elasticity={"rescaleCooldownSeconds": 30, "allowShrink": False}))
+    assert ctx.errors == []
+    assert (ctx.facts.min_workers, ctx.facts.max_workers) == (2, 4)
+    assert ctx.priority == 5
+    assert ctx.cooldown_s == 30.0
+    assert ctx.may_shrink is False
+    assert ctx.requests == {"nvidia.com/gpu": "2"}
+    assert list(ctx.template.command) == ["python", "train.py"]
+
+
+def test_leftover_placeholder_is_an_error_naming_the_field() -> None:
+    obj = manifest()
+    obj["spec"]["template"]["env"] = [{"name": "LR", "value": "${params.lr}"}]
+    ctx = parse_job(obj)
+    assert ctx.errors, "a placeholder outside a sweep must be refused"
+    assert any("spec.template.env[0].value" in path for path, _ in ctx.errors), ctx.errors
+
+
+def test_bad_types_are_errors_not_exceptions() -> None:
+    ctx = parse_job(manifest(minWorkers="two"))
+    assert any(path.endswith("minWorkers") for path, _ in ctx.errors), ctx.errors
+
+
+def test_stop_annotation_reaches_the_lifecycle() -> None:
+    obj = manifest()
+    obj["metadata"]["annotations"][STOP_ANNOTATION] = "pruned"
+    assert parse_job(obj).facts.stop_reason == "pruned"
