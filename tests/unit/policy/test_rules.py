@@ -189,7 +189,7 @@ def test_requeue_only_when_shrinking_is_not_enough_and_youngest_lowest_first() -
         (dict(), True),
         (dict(last_rescale=NOW - 30, cooldown=60), False),  # in cooldown
         (dict(last_rescale=NOW - 61, cooldown=60), True),
-        (dict(cooldown=4), False),  # horizon shorter than the 5 s pause
+        (dict(cooldown=4), True),  # a short cooldown: the payoff is judged over min_payoff_horizon_s (60 s)
         (dict(throughput={1: 100.0, 2: 101.0}), False),  # a second worker gains 1 %: not worth 5 s of 120
         (dict(throughput={1: 100.0, 2: 190.0}), True),
         (dict(busy=True), False),

@@ -330,7 +330,7 @@ class _Planner:
                         reason=(
                             f"grow ({s.grow_mode}): {c.size} -> {c.planned} workers, expected "
                             f"{before:.3g} -> {after:.3g} samples/s pays for a {s.rescale_pause_s:g} s pause "
-                            f"within {cooldown(c.job, s):g} s"
+                            f"within {max(cooldown(c.job, s), s.min_payoff_horizon_s):g} s"
                         ),
                         inputs={"workers": c.size, "expected_before": before, "expected_after": after},
                     )

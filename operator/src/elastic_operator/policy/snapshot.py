@@ -112,6 +112,7 @@ class Settings:
     grow_margin: float = 0.0  # a grow must beat the pause by this fraction on top
     requeue_backoff_s: float = 60.0  # a requeued job waits this long before it may be admitted again
     default_serial_fraction: float = 0.05  # Amdahl fraction of the default speedup model (no measurements)
+    min_payoff_horizon_s: float = 60.0  # a rescale must pay off over at least this long (see worth_rescaling)
     min_marginal_gain: float = 0.01  # goodput mode: a worker must add at least this (in 1-worker speedups)
     rebalance: bool = True  # move workers from jobs that gain little to jobs that gain much (needs grow)
     rebalance_margin: float = 0.5  # a moved worker must gain this fraction more than it loses

@@ -85,8 +85,9 @@ def worth_rescaling(
     job: Job, n: int, m: int, settings: Settings, curve: Curve | None = None
 ) -> tuple[bool, dict[str, float]]:
     """Hysteresis for a grow from n to m workers of a running job: over the cooldown horizon H, a rescale costs a
-    pause P of no progress, so it pays off only when T(m) (H - P) > T(n) H (1 + margin)."""
-    horizon = cooldown(job, settings)
+    pause P of no progress, so it pays off only when T(m) (H - P) > T(n) H (1 + margin). H is the job's cooldown,
+    but at least `min_payoff_horizon_s`: a job that may rescale at any time (cooldown 0) still grows when it pays."""
+    horizon = max(cooldown(job, settings), settings.min_payoff_horizon_s)
     pause = settings.rescale_pause_s
     curve = curve or Curve(job, settings)
     t_n, t_m = curve.at(n), curve.at(m)
