@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -20,10 +20,11 @@ from elastic_operator.k8s.client import KubeClient
 from elastic_operator.k8s.facts import pod_facts
 from elastic_operator.k8s.jobs import JobContext, parse_job
 from elastic_operator.k8s.snapshot import Throughputs, plan_changes
+from elastic_operator.k8s.sweeps import SweepController
 from elastic_operator.k8s.view import ClusterView, Key
 from elastic_operator.lifecycle.directive import directive_for
 from elastic_operator.lifecycle.state import TERMINAL, JobRuntime, from_status, iso, to_status
-from elastic_operator.lifecycle.step import Inputs, Step, Timeouts, advance, worker_pod_name
+from elastic_operator.lifecycle.step import Inputs, PodFacts, Step, Timeouts, advance, worker_pod_name
 from elastic_operator.metrics import OperatorMetrics
 from elastic_operator.render import pods as render
 from elastic_operator.reports.server import ReportStore
@@ -46,6 +47,7 @@ class Controller:
     report_url: str
     clock: Callable[[], float] = time.time
     throughputs: Throughputs = field(default_factory=Throughputs)
+    sweeps: SweepController | None = None
     _infra_done: set[tuple[Key, str]] = field(default_factory=set)  # (job, uid) whose secret/service exist
     _invalid_seen: dict[Key, str] = field(default_factory=dict)
 
@@ -79,6 +81,13 @@ class Controller:
 
     async def run_round(self) -> None:
         now = self.clock()
+        if self.sweeps is None:
+            self.sweeps = SweepController(self.client, self.view, list(self.settings.namespaces))
+        try:  # sweeps first: the trials they create are planned in the same round once the watch delivers them
+            await self.sweeps.run_round(now)
+        except ApiException as exc:
+            self.metrics.apply_errors.labels("sweep").inc()
+            log.warning("sweep round failed: %s %s", exc.status, exc.reason)
         started = time.perf_counter()
         contexts: dict[Key, JobContext] = {}
         for key, obj in list(self.view.jobs.items()):
@@ -120,7 +129,7 @@ class Controller:
         inputs = Inputs(
             spec=ctx.facts,
             runtime=rt,
-            pods=tuple(pod_facts(p) for p in raw_pods),
+            pods=tuple(self._facts(p) for p in raw_pods),
             reports=self.reports.facts(key),
             change=change.change if change is not None else None,
             timeouts=Timeouts(self.settings.shrink_deadline_s, self.settings.start_deadline_s),
@@ -149,6 +158,13 @@ class Controller:
             await self.client.patch_status("TrainingJob", ns, name, {"status": patch})
         if step.runtime.phase in TERMINAL:
             await self._ttl(job, obj, step.runtime.completion_time, now)
+
+    def _facts(self, pod: JSON) -> PodFacts:
+        """A pod bound to a node that no longer exists is lost now, not when the pod GC gets to it (~1 min)."""
+        facts = pod_facts(pod)
+        if facts.node and facts.node not in self.view.nodes and facts.phase in ("Pending", "Running", "Unknown"):
+            return replace(facts, phase="Failed", disrupted=True)
+        return facts
 
     async def _apply(self, job: render.JobRef, ctx: JobContext, step: Step) -> None:
         port = self.settings.rendezvous_port
