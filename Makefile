@@ -3,11 +3,12 @@ SHELL := /bin/bash
 CACHE ?= $(HOME)/.cache/elastic-training
 VENV ?= $(CACHE)/venv
 PY := $(VENV)/bin/python
+HELM = $(shell bash hack/build-controlplane.sh helm 2>/dev/null)/helm
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
 .PHONY: help venv controlplane lint fmt crds check-generated test test-unit test-trainer test-integration \
-        cluster-up cluster-down demo bench-sim bench-rescale bench-sweep bench-scale chaos chart
+        cluster-up cluster-down demo bench-sim bench-rescale bench-sweep bench-scale bench-drain bench-plan chaos chart
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -24,6 +25,8 @@ lint: ## ruff, mypy --strict, import contract, generated-file drift
 	$(PY) -m mypy
 	cd $(CURDIR) && $(VENV)/bin/lint-imports
 	$(MAKE) --no-print-directory check-generated
+	$(PY) hack/sync_chart.py --check
+	$(HELM) lint --strict charts/elastic-training-operator
 
 fmt: ## format and autofix
 	$(PY) -m ruff format .
@@ -67,6 +70,12 @@ bench-rescale: ## rescale pauses: ours vs torchrun's own elastic mode
 
 bench-sweep: ## ASHA vs random search on real digits training
 	$(PY) -m bench.sweep.run
+
+bench-drain: ## 50 jobs on 8 kwok nodes: time until all Succeeded
+	$(PY) -m bench.drain.run
+
+bench-plan: ## plan() speed: 1,000 queued jobs on 1,000 nodes
+	$(PY) -m bench.plan_speed
 
 bench-scale: ## 1,000 kwok nodes, 2,000 jobs
 	$(PY) -m bench.scale.run

@@ -231,3 +231,18 @@ def test_lost_node_shrinks_the_job_and_it_regrows_when_the_node_returns(
 
     cluster.add_node(FakeNode(name=lost, gpus=2, labels={TEST_LABEL: test_id}))
     converge(operator, cluster, namespace, "j", "Running", 4)
+
+
+def test_fifty_jobs_on_eight_nodes_all_complete_without_a_manual_step(
+    cluster: DevCluster, namespace: str, fake_nodes: NodeFactory, operator: OperatorProcess
+) -> None:
+    from tests.support.drain import run_drain
+
+    nodes = fake_nodes(8, gpus=4)
+    watcher = CapacityWatcher(cluster, namespace, dict.fromkeys(nodes, 4))
+    try:
+        result = run_drain(cluster, namespace, jobs=50, run_s=3, timeout=400)
+    finally:
+        watcher.stop()
+    print(f"drain: {result}")  # the figure is a benchmark's (make bench-drain), not an assertion
+    assert watcher.violations == []

@@ -13,6 +13,7 @@ from typing import Any
 from elastic_operator.api.validation import validate_trainingjob
 from elastic_operator.lifecycle.step import JobSpecFacts
 from elastic_operator.render.pods import WorkerTemplate
+from elastic_trainer import contract
 
 JSON = dict[str, Any]
 
@@ -47,18 +48,41 @@ def parse_job(obj: JSON) -> JobContext:
     t = spec.template
     resources = t.resources.model_dump(mode="json", by_alias=True, exclude_none=True) if t.resources else {}
     requests = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+    volumes = [v.model_dump(mode="json", by_alias=True, exclude_none=True) for v in t.volumes]
+    mounts = [m.model_dump(mode="json", by_alias=True, exclude_none=True) for m in t.volume_mounts]
+    ckpt = spec.checkpoint
+    if ckpt is not None:  # the shared checkpoint volume every worker of the job mounts at checkpoint.path
+        source: JSON | None = None
+        if ckpt.claim_name:
+            source = {"persistentVolumeClaim": {"claimName": ckpt.claim_name}}
+        elif ckpt.host_path:
+            source = {"hostPath": {"path": ckpt.host_path, "type": "DirectoryOrCreate"}}
+        volume_name = ckpt.volume_name or "elastic-checkpoints"
+        if source is not None:
+            volumes.append({"name": volume_name, **source})
+        if not any(m.get("mountPath") == ckpt.path for m in mounts):
+            mounts.append({"name": volume_name, "mountPath": ckpt.path})
+    trainer_env: dict[str, str] = {}
+    if ckpt is not None and ckpt.interval_steps:
+        trainer_env[contract.ENV_CHECKPOINT_INTERVAL_STEPS] = str(ckpt.interval_steps)
+    if ckpt is not None:
+        trainer_env[contract.ENV_CHECKPOINT_KEEP] = str(ckpt.keep)
     template = WorkerTemplate(
         image=t.image,
         command=(*t.command, *t.args),
         env=[e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in t.env],
         resources=resources,
-        volumes=[v.model_dump(mode="json", by_alias=True, exclude_none=True) for v in t.volumes],
-        volume_mounts=[m.model_dump(mode="json", by_alias=True, exclude_none=True) for m in t.volume_mounts],
+        volumes=volumes,
+        volume_mounts=mounts,
+        trainer_env=trainer_env,
         node_selector=dict(t.node_selector),
         tolerations=[x.model_dump(mode="json", by_alias=True, exclude_none=True) for x in t.tolerations],
         nproc_per_worker=spec.nproc_per_worker,
         checkpoint_dir=spec.checkpoint.path if spec.checkpoint else "/checkpoints",
         priority_class_name=spec.priority_class_name,
+        labels=dict(t.labels),
+        annotations=dict(t.annotations),
+        working_dir=t.working_dir,
     )
     failure = spec.failure_policy
     facts = JobSpecFacts(

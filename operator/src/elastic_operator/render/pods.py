@@ -79,6 +79,9 @@ class WorkerTemplate:
     termination_grace_s: int = 60
     image_pull_policy: str | None = None
     run_as_user: int = 1000
+    labels: Mapping[str, str] = field(default_factory=dict)  # extra pod labels from the template
+    annotations: Mapping[str, str] = field(default_factory=dict)  # extra pod annotations from the template
+    working_dir: str | None = None
 
 
 def _pod_security(template: WorkerTemplate) -> JSON:
@@ -119,6 +122,8 @@ def worker_pod(job: JobRef, template: WorkerTemplate, slot: int, node: str, pod_
         container["volumeMounts"] = [dict(m) for m in template.volume_mounts]
     if template.image_pull_policy:
         container["imagePullPolicy"] = template.image_pull_policy
+    if template.working_dir:
+        container["workingDir"] = template.working_dir
     spec: JSON = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -151,7 +156,8 @@ def worker_pod(job: JobRef, template: WorkerTemplate, slot: int, node: str, pod_
         "metadata": {
             "name": pod_name,
             "namespace": job.namespace,
-            "labels": {**job.labels(WORKER), SLOT_LABEL: str(slot)},
+            "labels": {**template.labels, **job.labels(WORKER), SLOT_LABEL: str(slot)},
+            "annotations": dict(template.annotations),
             "ownerReferences": [job.owner_reference()],
         },
         "spec": spec,
