@@ -46,6 +46,7 @@ ENV_FAILURE_GRACE_S: Final = "ELASTIC_FAILURE_GRACE_S"  # after a failure, wait 
 ENV_RDZV_JOIN_TIMEOUT_S: Final = "ELASTIC_RDZV_JOIN_TIMEOUT_S"  # torchrun join_timeout for one generation
 ENV_PG_TIMEOUT_S: Final = "ELASTIC_PG_TIMEOUT_S"  # process-group (gloo/nccl) collective timeout
 ENV_STOP_CHECK_EVERY: Final = "ELASTIC_STOP_CHECK_EVERY"  # agree on "stop?" every k steps (one all_reduce)
+ENV_WARM_AGENT: Final = "ELASTIC_WARM_AGENT"  # 1: keep a torchrun with torch imported ready (faster starts)
 
 # --- set by the launcher for the training processes (never by the operator) ---------------------------------------
 ENV_CONTROL_DIR: Final = "ELASTIC_CONTROL_DIR"  # local directory: stop flag, progress file, stopped marker
@@ -63,6 +64,7 @@ DEFAULTS: Final[Mapping[str, str]] = {
     ENV_RDZV_JOIN_TIMEOUT_S: "60",
     ENV_PG_TIMEOUT_S: "30",
     ENV_STOP_CHECK_EVERY: "1",
+    ENV_WARM_AGENT: "1",
 }
 
 # Files inside ENV_CONTROL_DIR (launcher <-> local training processes).
@@ -70,6 +72,7 @@ CONTROL_STOP_FILE: Final = "stop"  # exists: the launcher asks for checkpoint-an
 CONTROL_STOPPED_FILE: Final = "stopped"  # JSON {"step": n}: training stopped on request after checkpointing
 CONTROL_PROGRESS_FILE: Final = "progress.json"  # latest Progress from local rank 0
 CONTROL_READY_FILE: Final = "ready"  # the generation's process group is up and its code honours the go gate
+CONTROL_FAILED_FILE: Final = "failed"  # a rank failed (e.g. a peer was lost): the launcher need not wait for torchrun
 CONTROL_GO_FILE: Final = "go"  # the launcher lets a prepared generation load the checkpoint and train
 
 

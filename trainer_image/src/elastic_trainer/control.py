@@ -24,9 +24,13 @@ all ranks run the same program.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
+import traceback
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -53,6 +57,14 @@ def rescale_requested() -> bool:
 def request_stop(d: str | os.PathLike[str]) -> None:
     """Launcher side: ask the training processes to checkpoint and stop."""
     (Path(d) / contract.CONTROL_STOP_FILE).touch()
+
+
+def read_failed(d: str | os.PathLike[str]) -> str | None:
+    """Launcher side: why a rank of this generation failed (written by Control.fail_fast), or None."""
+    try:
+        return (Path(d) / contract.CONTROL_FAILED_FILE).read_text() or "a rank failed"
+    except OSError:
+        return None
 
 
 def read_stopped(d: str | os.PathLike[str]) -> int | None:
@@ -120,6 +132,24 @@ class Control:
                 group = dist.new_group(backend="gloo", timeout=timedelta(seconds=limit))
                 dist.monitored_barrier(group=group, timeout=timedelta(seconds=limit), wait_all_ranks=True)  # type: ignore[arg-type]
                 dist.destroy_process_group(group)
+
+    @contextlib.contextmanager
+    def fail_fast(self) -> Iterator[None]:
+        """Wrap the training loop: on any exception (a lost peer shows up as a gloo/NCCL error in a collective),
+        tell the launcher at once and leave with os._exit(1) instead of a slow interpreter and process-group
+        teardown, so the next generation starts seconds earlier."""
+        try:
+            yield
+        except BaseException as exc:
+            if isinstance(exc, SystemExit) and not exc.code:
+                raise
+            traceback.print_exc()
+            if self.dir is not None:
+                with contextlib.suppress(OSError):
+                    (self.dir / contract.CONTROL_FAILED_FILE).write_text(f"{type(exc).__name__}: {exc}"[:2000])
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
 
     def stopped(self, step: int) -> None:
         """Tell the launcher that training stopped on request after checkpointing ``step`` (local rank 0 writes)."""

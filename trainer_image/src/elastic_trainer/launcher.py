@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import logging
 import math
 import os
@@ -61,6 +62,7 @@ class LauncherConfig:
     join_timeout_s: float = 60.0
     local_addr: str | None = None
     work_dir: str | None = None  # control directories live here (default: a fresh temp dir)
+    warm_agent: bool = True  # keep a torchrun agent process with torch imported, ready for the next generation
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LauncherConfig:
@@ -87,14 +89,34 @@ class LauncherConfig:
             failure_grace_s=float(opt(contract.ENV_FAILURE_GRACE_S)),
             join_timeout_s=float(opt(contract.ENV_RDZV_JOIN_TIMEOUT_S)),
             local_addr=e.get(contract.ENV_POD_IP) or e.get("POD_IP") or None,
+            warm_agent=opt(contract.ENV_WARM_AGENT) not in ("0", "false", "no"),
         )
+
+
+# A torchrun that has imported torch already and waits for its arguments and environment on stdin: starting a
+# generation then costs no interpreter start and no `import torch` (seconds on a small CPU).
+WARM_AGENT = """\
+import json, os, sys
+import torch.distributed.run as run
+line = sys.stdin.readline()
+if not line:
+    sys.exit(0)
+req = json.loads(line)
+os.environ.clear()
+os.environ.update(req["env"])
+sys.argv = ["torchrun", *req["argv"]]
+run.main(req["argv"])
+"""
 
 
 def torchrun_command(cfg: LauncherConfig, d: contract.Directive, command: Sequence[str]) -> list[str]:
     """The torchrun invocation for one generation (fixed size, fresh rendezvous id, external store)."""
+    return [sys.executable, "-m", "torch.distributed.run", *torchrun_args(cfg, d, command)]
+
+
+def torchrun_args(cfg: LauncherConfig, d: contract.Directive, command: Sequence[str]) -> list[str]:
     jt = max(1, int(cfg.join_timeout_s))
     cmd = [
-        sys.executable, "-m", "torch.distributed.run",
         f"--nnodes={d.nnodes}:{d.nnodes}",
         f"--nproc-per-node={cfg.nproc_per_worker}",
         "--rdzv-backend=c10d",
@@ -191,6 +213,7 @@ class Launcher:
         self.current: _Generation | None = None
         self.next: _Generation | None = None
         self.retiring: list[_Generation] = []
+        self.warm: tuple[subprocess.Popen[bytes], collections.deque[str], threading.Thread] | None = None
         self.directive: contract.Directive | None = None
         self.progress = contract.Progress()
         self.last_checkpoint_step = checkpoint.latest_step(cfg.checkpoint_dir)
@@ -264,15 +287,52 @@ class Launcher:
             contract.ENV_NNODES: str(d.nnodes),
             contract.ENV_CHECKPOINT_DIR: self.cfg.checkpoint_dir,
         })  # fmt: skip
-        cmd = torchrun_command(self.cfg, d, self.command)
-        log.info("%s: %s generation %d: %s", self.cfg.pod, "starting" if go else "preparing", d.generation,
-                 " ".join(cmd))  # fmt: skip
-        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, start_new_session=True)
-        g = _Generation(d.generation, d.nnodes, proc, cdir, now)
-        g.reader = threading.Thread(target=_forward, args=(proc.stderr, g.stderr_tail), daemon=True)
-        g.reader.start()
+        proc, tail, reader = self._agent(env, torchrun_args(self.cfg, d, self.command))
+        log.info("%s: %s generation %d: torchrun %s", self.cfg.pod, "starting" if go else "preparing", d.generation,
+                 " ".join(torchrun_args(self.cfg, d, self.command)))  # fmt: skip
+        g = _Generation(d.generation, d.nnodes, proc, cdir, now, tail, reader=reader)
         self.last_started = d.generation
         return g
+
+    def _agent(
+        self, env: dict[str, str], args: list[str]
+    ) -> tuple[subprocess.Popen[bytes], collections.deque[str], threading.Thread]:
+        """A torchrun process for these arguments: the warm one when there is one, else a fresh one."""
+        warm, self.warm = self.warm, None
+        if warm is not None and warm[0].poll() is None and warm[0].stdin is not None:
+            try:
+                warm[0].stdin.write((json.dumps({"env": env, "argv": args}) + "\n").encode())
+                warm[0].stdin.close()
+                return warm
+            except OSError:
+                self._kill_proc(warm[0])
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", *args], env=env, stderr=subprocess.PIPE,
+            start_new_session=True,
+        )  # fmt: skip
+        return (proc, *self._forwarder(proc))
+
+    def _forwarder(self, proc: subprocess.Popen[bytes]) -> tuple[collections.deque[str], threading.Thread]:
+        tail: collections.deque[str] = collections.deque(maxlen=40)
+        reader = threading.Thread(target=_forward, args=(proc.stderr, tail), daemon=True)
+        reader.start()
+        return tail, reader
+
+    def _warm_up(self) -> None:
+        """Start the next warm agent (only while training runs, so it never competes with a start-up)."""
+        if not self.cfg.warm_agent or self.warm is not None:
+            return
+        env = {k: v for k, v in os.environ.items() if k != contract.ENV_TOKEN}
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WARM_AGENT], env=env, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True,
+        )  # fmt: skip
+        self.warm = (proc, *self._forwarder(proc))
+
+    def _kill_proc(self, proc: subprocess.Popen[bytes]) -> None:
+        for pid in [*descendants(proc.pid), proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def _promote(self, g: _Generation) -> None:
         control.give_go(g.control_dir)
@@ -313,9 +373,7 @@ class Launcher:
 
     def _kill(self, g: _Generation) -> None:
         g.killed = True
-        for pid in [*descendants(g.proc.pid), g.proc.pid]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        self._kill_proc(g.proc)
 
     def _cleanup(self, g: _Generation) -> None:
         for pid in descendants(g.proc.pid):  # no worker outlives its torchrun
@@ -333,6 +391,11 @@ class Launcher:
         self._read_progress(g)
         stopped = control.read_stopped(g.control_dir)
         rc = g.proc.poll()
+        failed = control.read_failed(g.control_dir) if stopped is None and rc is None else None
+        if failed is not None:  # a rank failed: torchrun would take seconds to notice and tear down
+            self._kill(g)
+            rc = g.proc.wait()
+            g.stderr_tail.append(f"rank failure: {failed}")
         if stopped is None and rc is None:
             self._escalate(g, now)
             return False
@@ -453,12 +516,17 @@ class Launcher:
             for g in [self.current, self.next, *self.retiring]:
                 if g is not None and g.proc.poll() is None:
                     self._kill(g)
+            if self.warm is not None:
+                self._kill_proc(self.warm[0])
             if self.cfg.work_dir is None:
                 shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def _loop(self) -> int:
+        self._warm_up()
         while True:
             now = self.clock()
+            if self.state == contract.TrainerState.RUNNING and self.next is None:
+                self._warm_up()
             if self._end_of_current(now):
                 self._final_report()
                 return 0

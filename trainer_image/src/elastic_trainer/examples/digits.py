@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -45,17 +46,39 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def load_data(seed: int = 0) -> tuple[Any, Any, Any, Any]:
-    import torch
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    """The digits split (80/20, stratified). Cached as .npz next to the temp dir, keyed by scikit-learn's version,
+    so a generation's start does not pay for importing scikit-learn again."""
+    import importlib.metadata
 
-    x, y = load_digits(return_X_y=True)
-    xtr, xte, ytr, yte = train_test_split(x / 16.0, y, test_size=0.2, random_state=seed, stratify=y)
+    import numpy as np
+    import torch
+
+    cache = os.path.join(
+        tempfile.gettempdir(), f"elastic-digits-{importlib.metadata.version('scikit-learn')}-{seed}.npz"
+    )
+    try:
+        with np.load(cache) as z:
+            xtr, ytr, xte, yte = z["xtr"], z["ytr"], z["xte"], z["yte"]
+    except (OSError, KeyError, ValueError):
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        x, y = load_digits(return_X_y=True)
+        xtr, xte, ytr, yte = train_test_split(x / 16.0, y, test_size=0.2, random_state=seed, stratify=y)
+        tmp = f"{cache}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, xtr=xtr, ytr=ytr, xte=xte, yte=yte)
+        os.replace(tmp, cache)
     f = torch.float32
     return torch.tensor(xtr, dtype=f), torch.tensor(ytr), torch.tensor(xte, dtype=f), torch.tensor(yte)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    ctl = Control()
+    with ctl.fail_fast():  # a lost peer: tell the launcher and leave at once
+        return _main(argv, ctl)
+
+
+def _main(argv: Sequence[str] | None, ctl: Control) -> int:
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
@@ -71,7 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     xtr, ytr, xte, yte = load_data(args.seed)
     model = torch.nn.Sequential(torch.nn.Linear(64, args.hidden), torch.nn.ReLU(), torch.nn.Linear(args.hidden, 10))
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
-    ctl = Control()
     ctl.wait_for_go()  # a prepared generation waits here until the previous one has checkpointed
     step, epoch, offset = 0, 0, 0
     ckdir = args.checkpoint_dir

@@ -1,0 +1,1 @@
+"""Rescale pauses: the operator-coordinated generations vs torchrun's own elastic mode."""
