@@ -220,7 +220,7 @@ def pause_or_none(steps: Path, since: float, world: int, timeout: float) -> floa
     while time.time() < end:
         ev = [e for e in read_steps(steps) if e.get("event") == "step" and e["world"] == world]
         if ev:
-            return round(ev[0]["t"] - since, 2)
+            return round(float(ev[0]["t"]) - since, 2)
         time.sleep(0.1)
     return None
 

@@ -37,7 +37,7 @@ def test_launch_needs_a_command() -> None:
 def test_rendezvous_serves_a_store(tmp_path: Path) -> None:
     from datetime import timedelta
 
-    from torch.distributed import TCPStore
+    from torch.distributed import TCPStore  # type: ignore[attr-defined]
 
     port = free_port()
     server = spawn_rendezvous(port, tmp_path / "rdzv.log")
