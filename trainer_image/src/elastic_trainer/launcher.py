@@ -375,6 +375,13 @@ class Launcher:
         g.killed = True
         self._kill_proc(g.proc)
 
+    def _drop_next(self) -> None:
+        if self.next is not None:
+            self._kill(self.next)
+            self.next.proc.wait()
+            self._cleanup(self.next)
+            self.next = None
+
     def _cleanup(self, g: _Generation) -> None:
         for pid in descendants(g.proc.pid):  # no worker outlives its torchrun
             with contextlib.suppress(ProcessLookupError):
@@ -472,8 +479,7 @@ class Launcher:
             # stop it ourselves only if that does not happen in time. Nobody left: stop at once.
             self.leaving_since = now if d.nnodes > 0 else now - self.cfg.stop_timeout_s
         if self.leaving_since is not None:
-            if self.next is not None:
-                self._kill(self.next)
+            self._drop_next()
             if self.current is None:
                 if self.state != contract.TrainerState.FAILED:
                     self._set_state(contract.TrainerState.EXITED)
@@ -489,8 +495,7 @@ class Launcher:
                 self._request_stop(now, "checkpoint-and-wait")
             elif d.action == contract.Action.RUN and d.generation > self.last_started and d.runnable:
                 if g.ready() and g.stop_requested_at is None:
-                    if self.next is not None:  # superseded before it took over
-                        self._kill(self.next)
+                    self._drop_next()  # a prepared generation superseded before it took over
                     self.next = self._spawn(d, now, go=False)  # overlap: the current one stops when it is ready
                 else:
                     self._request_stop(now, f"generation {d.generation} with {d.nnodes} pods")
