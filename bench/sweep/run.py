@@ -101,7 +101,10 @@ def markdown(result: dict[str, Any]) -> str:
         "Reading: digits' test accuracy is noisy between neighbouring epochs at high learning rates (a run at 350/360 "
         "after 3 epochs can be at 340 after 9 and 353 after 27), so the early rungs rank good configurations "
         "poorly; they do throw out the hopeless ones (tiny learning rates, divergence) cheaply. Random search's best "
-        "is the luckiest of its full runs, and ASHA has to complete enough good ones to match it.",
+        "is the luckiest of its full runs, and ASHA has to complete enough good ones to match it. A separate look at "
+        "48 random configurations: the correlation of test accuracy after 1, 3, 9 epochs with accuracy after 27 is "
+        "0.22, 0.60, 0.87; 8 of 48 end at >= 352/360, within 1-2 test samples of each other. The 1/3 goal is not "
+        "met on this objective: ASHA saves 40-65 % of random search's compute, not 67 %.",
         "",
         "Reproduce: `make bench-sweep` (or `python -m bench.sweep.run`).",
     ]
