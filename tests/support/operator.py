@@ -27,10 +27,13 @@ class OperatorProcess:
     report_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     health_port: int = field(default_factory=free_port)
+    kubeconfig: Path | None = None  # run with these credentials instead of the cluster admin's
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> None:
         env = self.cluster.env()
+        if self.kubeconfig is not None:
+            env["KUBECONFIG"] = str(self.kubeconfig)
         env["ELASTIC_OPERATOR_TOKEN_KEY"] = TOKEN_KEY.decode()
         cmd = [
             sys.executable, "-m", "elastic_operator",
@@ -41,7 +44,11 @@ class OperatorProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        wait_for(self._healthy, timeout=timeout, message=f"operator /healthz (log: {self.log_path})")
+        try:
+            wait_for(self._healthy, timeout=timeout, message=f"operator /healthz (log: {self.log_path})")
+        except BaseException:
+            self.kill()  # never leak an operator that did not come up
+            raise
 
     def _healthy(self) -> bool:
         assert self.proc is not None

@@ -66,6 +66,10 @@ class KubeClient:
             _return_http_data_only=True,
         )
         raw = await resp.read()
+        if not 200 <= resp.status <= 299:  # without preloading, the client does not raise by itself
+            exc = ApiException(status=resp.status, reason=resp.reason)
+            exc.body = raw.decode(errors="replace")
+            raise exc
         data: JSON = json.loads(raw) if raw else {}
         return data
 

@@ -7,9 +7,16 @@ watch missed a DELETED event for (the window between a list and a watch).
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
 from elastic_operator.k8s.client import GROUP, VERSION, KubeClient
 from elastic_operator.k8s.view import ClusterView, key_of
 from elastic_operator.render.names import JOB_LABEL
+
+JSON = dict[str, Any]
 
 LISTS = (
     ("Node", "/api/v1/nodes"),
@@ -19,9 +26,25 @@ LISTS = (
 )
 
 
+async def _list(client: KubeClient, path: str, deadline_s: float = 120.0) -> JSON:
+    """GET a list, retrying what the API server says is transient (429 while a new CRD's storage initialises,
+    5xx) with exponential backoff up to `deadline_s`."""
+    loop = asyncio.get_running_loop()
+    deadline, delay = loop.time() + deadline_s, 0.25
+    while True:
+        try:
+            return await client.request("GET", path)
+        except ApiException as exc:
+            transient = exc.status == 429 or (exc.status or 0) >= 500
+            if not transient or loop.time() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)  # backoff between retries, not synchronisation
+        delay = min(delay * 2, 5.0)
+
+
 async def initial_sync(client: KubeClient, view: ClusterView) -> None:
     for kind, path in LISTS:
-        listing = await client.request("GET", path)
+        listing = await _list(client, path)
         for item in listing.get("items", []):
             item.setdefault("kind", kind)
             view.observe(kind, None, item)
