@@ -54,8 +54,11 @@ def test_without_create_pods_the_operator_cannot_start_workers(
     op = start_operator_as(cluster, creds.kubeconfig, namespace, test_id, tmp_path / "operator.log")
     try:
         cluster.apply(job_manifest("rbac", min_workers=2, max_workers=4), "-n", namespace)
-        wait_for(lambda: 'elastic_training_apply_errors_total{kind="api"}' in op.metrics(), timeout=60,
-                 message=f"the operator to hit a forbidden create; job: {get_job(cluster, namespace, 'rbac')}")  # fmt: skip
+        wait_for(
+            lambda: 'elastic_training_apply_errors_total{kind="api"}' in op.metrics(),
+            timeout=60,
+            message="the operator to hit a forbidden create",
+        )
         assert workers(cluster, namespace, "rbac") == []
         assert get_job(cluster, namespace, "rbac").get("status", {}).get("phase") != "Running"
     finally:
