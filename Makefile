@@ -1,7 +1,7 @@
 # The project's verbs. Everything runs from the venv that `make venv` builds (cached under ~/.cache/elastic-training).
 SHELL := /bin/bash
 CACHE ?= $(HOME)/.cache/elastic-training
-VENV ?= $(CACHE)/venv
+VENV ?= $(or $(ELASTIC_TRAINING_VENV),$(CACHE)/venv)
 PY := $(VENV)/bin/python
 HELM = $(shell bash hack/build-controlplane.sh helm 2>/dev/null)/helm
 export PATH := $(VENV)/bin:$(PATH)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the project's virtual environment. Reinstalls only when pyproject.toml changed.
 set -euo pipefail
-venv="${1:-$HOME/.cache/elastic-training/venv}"
+venv="${1:-${ELASTIC_TRAINING_VENV:-$HOME/.cache/elastic-training/venv}}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 stamp="$venv/.elastic-training-stamp"
 want="$(sha256sum "$root/pyproject.toml" | cut -c1-16) $root"
