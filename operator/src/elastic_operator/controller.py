@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -27,6 +28,7 @@ from elastic_operator.lifecycle.state import TERMINAL, JobRuntime, from_status, 
 from elastic_operator.lifecycle.step import Inputs, PodFacts, Step, Timeouts, advance, worker_pod_name
 from elastic_operator.metrics import OperatorMetrics
 from elastic_operator.render import pods as render
+from elastic_operator.render.names import JOB_UID_LABEL
 from elastic_operator.reports.server import ReportStore
 from elastic_operator.reports.tokens import job_token
 from elastic_trainer import contract
@@ -68,11 +70,18 @@ class Controller:
             generation=d.generation, action=d.action, nnodes=d.nnodes, rdzv_endpoint=d.rdzv_endpoint, rdzv_id=d.rdzv_id
         )
 
+    def rendezvous_port(self, job_uid: str) -> int:
+        """Each job's rendezvous server gets its own port (settings.rendezvous_port + a stable offset from the uid):
+        harmless where every pod has its own network namespace, and it lets several jobs' rendezvous servers share
+        one host (torch's TCPStore listens on every address) on the dev-only process node."""
+        return self.settings.rendezvous_port + zlib.crc32(job_uid.encode()) % 2000
+
     def rendezvous_endpoint(self, namespace: str, pod_name: str) -> str:
         pod = self.view.pods.get((namespace, pod_name)) if pod_name else None
         ip = ((pod or {}).get("status") or {}).get("podIP")
         phase = ((pod or {}).get("status") or {}).get("phase")
-        return f"{ip}:{self.settings.rendezvous_port}" if ip and phase == "Running" else ""
+        uid = ((pod or {}).get("metadata") or {}).get("labels", {}).get(JOB_UID_LABEL, "")
+        return f"{ip}:{self.rendezvous_port(uid)}" if ip and phase == "Running" else ""
 
     # -- the round -------------------------------------------------------------------------------------------------
 
@@ -167,7 +176,7 @@ class Controller:
         return facts
 
     async def _apply(self, job: render.JobRef, ctx: JobContext, step: Step) -> None:
-        port = self.settings.rendezvous_port
+        port = self.rendezvous_port(job.uid)
         if step.create_workers or step.create_rendezvous:
             infra_key = ((job.namespace, job.name), job.uid)
             if infra_key not in self._infra_done:

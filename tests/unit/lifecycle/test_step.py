@@ -249,3 +249,18 @@ def test_stop_request_drains_workers_then_succeeds() -> None:
     assert done.runtime.message == "stopped: pruned at step 10"
     queued = step(JobRuntime(), [], spec=spec)
     assert queued.runtime.phase == SUCCEEDED
+
+
+def test_a_failed_generation_is_retried_and_repeated_failures_trip_the_breaker() -> None:
+    pods = [worker(0), worker(1), rdzv()]
+    rep = {**reports([0], 1), **reports([1], 1, state="failed")}
+    s = step(running(2), pods, rep)
+    assert s.runtime.rescale_generation == 2
+    assert s.runtime.members == (0, 1)
+    assert s.runtime.phase == RESCALING
+    assert "GenerationFailed" in [e.reason for e in s.events]
+    assert step(s.runtime, pods, rep).runtime.rescale_generation == 2  # the old report is about generation 1
+    looping = replace(running(2), recent_failures=(NOW - 20, NOW - 10))
+    broken = step(looping, pods, rep)
+    assert broken.runtime.phase == FAILED
+    assert "crash loop" in broken.runtime.message

@@ -188,6 +188,9 @@ def test_higher_priority_is_never_reclaimed_for_lower(s: Snapshot) -> None:
     p = plan(s, NOW)
     jobs = _jobs(s)
     for d in p.changes:
+        if d.action is Action.SHRINK and "for" not in d.inputs:
+            assert d.remove_slots, d  # a release of workers that measurably do not help: nobody benefits
+            continue
         if d.action in (Action.SHRINK, Action.REQUEUE):
             beneficiary = jobs[str(d.inputs["for"])]
             victim = jobs[d.job]

@@ -189,6 +189,7 @@ def advance(inp: Inputs, now: float) -> Step:
     elif inp.change is not None:
         _apply_change(b, inp, now)
 
+    _retry_failed_generation(b, inp, workers, now)
     _progress_generation(b, inp, workers, now)
     _retire_leaving(b, inp, workers, now)
     _ensure_pods(b, inp, workers, rendezvous)
@@ -402,6 +403,37 @@ def _apply_change(b: _Builder, inp: Inputs, now: float) -> None:
     else:
         return
     b.rt = rt
+
+
+def _retry_failed_generation(b: _Builder, inp: Inputs, workers: Mapping[int, PodFacts], now: float) -> None:
+    """A member's launcher reported that the current generation failed (torchrun died, a peer was unreachable)
+    while its pod lives on: open the next generation with the same members. Each such retry counts towards the
+    crash-loop breaker, so a generation that can never start ends the job instead of looping."""
+    rt = b.rt
+    if rt.phase not in (STARTING, RESCALING, RUNNING) or not rt.members:
+        return
+    failed = [
+        p.name
+        for m in rt.members
+        if (p := workers.get(m)) is not None
+        and (r := inp.reports.get(p.name)) is not None
+        and r.generation == rt.rescale_generation
+        and r.state == "failed"
+    ]
+    if not failed:
+        return
+    recent = (*[t for t in rt.recent_failures if now - t <= inp.spec.crash_loop_window_s], now)
+    if len(recent) >= inp.spec.crash_loop_failures:
+        b.rt = replace(rt, phase=FAILED, completion_time=now, recent_failures=recent[-10:],
+                       message=f"crash loop: generation failed {len(recent)} times within "
+                       f"{inp.spec.crash_loop_window_s:.0f}s (last reported by {', '.join(failed)})")  # fmt: skip
+        b.event("CrashLoop", b.rt.message, warning=True)
+        _release_everything(b, inp, workers, [])
+        return
+    rt = _open_generation(rt, rt.members, now, RESCALING)
+    b.rt = replace(rt, recent_failures=recent[-10:], message=f"generation {rt.rescale_generation - 1} failed on "
+                   f"{', '.join(failed)}; retrying as generation {rt.rescale_generation}")  # fmt: skip
+    b.event("GenerationFailed", b.rt.message, warning=True)
 
 
 def _progress_generation(b: _Builder, inp: Inputs, workers: Mapping[int, PodFacts], now: float) -> None:
