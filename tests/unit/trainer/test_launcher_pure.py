@@ -1,0 +1,42 @@
+"""Launcher pieces that need no processes: command lines and configuration."""
+
+from __future__ import annotations
+
+import pytest
+
+from elastic_trainer import contract
+from elastic_trainer.launcher import LauncherConfig, torchrun_command, training_args
+
+
+def test_training_args() -> None:
+    assert training_args(["python", "-m", "pkg.mod", "--x", "1"]) == ["-m", "pkg.mod", "--x", "1"]
+    assert training_args(["python3", "-u", "train.py", "a"]) == ["train.py", "a"]
+    assert training_args(["train.py"]) == ["train.py"]
+    assert training_args(["/bin/mytrainer", "--y"]) == ["--no-python", "/bin/mytrainer", "--y"]
+    with pytest.raises(ValueError):
+        training_args([])
+    with pytest.raises(ValueError):
+        training_args(["python"])
+
+
+ENV = {
+    contract.ENV_JOB_NAMESPACE: "ns", contract.ENV_JOB_NAME: "j", contract.ENV_JOB_UID: "u",
+    contract.ENV_POD_NAME: "p", contract.ENV_REPORT_URL: "http://op", contract.ENV_TOKEN: "t",
+    contract.ENV_CHECKPOINT_DIR: "/ck",
+}  # fmt: skip
+
+
+def test_config_from_env_and_torchrun_command() -> None:
+    cfg = LauncherConfig.from_env({**ENV, contract.ENV_NPROC_PER_WORKER: "2", "POD_IP": "10.0.0.7"})
+    assert cfg.nproc_per_worker == 2 and cfg.local_addr == "10.0.0.7" and cfg.report_interval_s == 5.0
+    d = contract.Directive(generation=4, action="run", nnodes=3, rdzv_endpoint="rdzv:29400")
+    cmd = torchrun_command(cfg, d, ["python", "-m", "m"])
+    assert "--nnodes=3:3" in cmd and "--rdzv-id=u-g4" in cmd and "--max-restarts=0" in cmd
+    assert "--rdzv-endpoint=rdzv:29400" in cmd and "--nproc-per-node=2" in cmd and "--local-addr=10.0.0.7" in cmd
+    assert any(a.startswith("--rdzv-conf=is_host=false") for a in cmd)
+    assert cmd[-2:] == ["-m", "m"]
+
+
+def test_config_names_missing_variables() -> None:
+    with pytest.raises(ValueError, match=contract.ENV_TOKEN):
+        LauncherConfig.from_env({k: v for k, v in ENV.items() if k != contract.ENV_TOKEN})
