@@ -1,81 +1,70 @@
-"""`make demo`: what the product can show today, for real, on one machine.
+"""`make demo`: the elastic story, for real, on one machine (see hack/story.py).
 
-Today (before the full elastic-training demo lands) it runs the control-plane smoke scenario: a real API server,
-scheduler and controller-manager with two fake 8-GPU nodes; GPU pods are placed, one stays Unschedulable, and
-everything is torn down. Each step prints what happened.
+A real API server, scheduler and operator; one dev-only process node running pods as host processes with real
+torch (the digits example) and real checkpoints. Prints a live table, a summary, and writes a plot of workers over
+time per job to demo-output/workers.png. Not yet in it: a TuningSweep and the grow-back after the urgent job (see
+the project's demo issue).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from hack.devcluster import DevCluster, FakeNode, wait_for
+from hack import story
+
+OUT = Path(__file__).resolve().parents[1] / "demo-output"
 
 
-def _pod(name: str, gpus: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": "demo"}},
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "containers": [
-                {
-                    "name": "main",
-                    "image": "demo.invalid/train:0",
-                    "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
-                }
-            ],
-        },
-    }
+def show(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        acc = f"{r['accuracy']:.3f}" if r["accuracy"] is not None else "-"
+        print(
+            f"{r['t']:7.1f}s  {r['job']:7} {r['phase']:10} workers={r['workers']}  step={r['step']}  "
+            f"accuracy={acc}  {r['decision']}",
+            flush=True,
+        )
 
 
-def _pod_status(cluster: DevCluster, name: str) -> dict[str, Any]:
-    status: dict[str, Any] = json.loads(cluster.kubectl("get", "pod", name, "-o", "json").stdout)["status"]
-    return status
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for job in sorted({r["job"] for r in rows}):
+        pts = [(r["t"], r["workers"]) for r in rows if r["job"] == job]
+        ax.step([t for t, _ in pts], [w for _, w in pts], where="post", label=job)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("workers")
+    ax.set_title("Elastic TrainingJobs on one 4-GPU process node")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 def main() -> int:
-    t0 = time.monotonic()
+    print("Starting a local control plane, a process node (4 fake GPUs, real processes) and the operator ...")
     with tempfile.TemporaryDirectory(prefix="elastic-demo-") as tmp:
-        print("1. Building (or reusing) the pinned control plane and starting it on loopback ...", flush=True)
-        cluster = DevCluster.start(Path(tmp), [FakeNode("gpu-node-a", gpus=8), FakeNode("gpu-node-b", gpus=8)])
-        try:
-            print(f"   Kubernetes {cluster.server_version()} at {cluster.server}")
-            cluster.apply_crds()
-            crds = cluster.kubectl("get", "crd", "-o", "name").stdout.split()
-            print(f"   CRDs served: {', '.join(c.split('/')[-1] for c in crds) or '(none generated yet)'}")
-            print(cluster.kubectl("get", "nodes", "-L", "elastic.training/fake-node").stdout)
-            print("2. Creating pods asking for 4, 4 and 8 GPUs, then one more asking for 8 ...")
-            for name, gpus in (("train-a", 4), ("train-b", 4), ("train-c", 8)):
-                cluster.apply(_pod(name, gpus))
-            for name in ("train-a", "train-b", "train-c"):
-                wait_for(lambda n=name: _pod_status(cluster, n).get("phase") == "Running", timeout=60,
-                         message=f"{name} Running")  # fmt: skip
-            cluster.apply(_pod("train-d", 8))
-
-            def reason() -> str | None:
-                for c in _pod_status(cluster, "train-d").get("conditions", []):
-                    if c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable":
-                        return str(c.get("message", ""))
-                return None
-
-            message = wait_for(reason, timeout=60, message="train-d Unschedulable")
-            print(cluster.kubectl("get", "pods", "-o", "wide").stdout)
-            print(f"   train-d stays Pending: {message}")
-        finally:
-            print("3. Tearing the control plane down ...")
-            cluster.stop()
-    print(f"Done in {time.monotonic() - t0:.0f} s: the scheduler packed 16 GPUs of requests onto two 8-GPU nodes and")
-    print("refused a 17th-to-24th GPU. The elastic-training demo (grow, shrink, sweep) replaces this scenario when")
-    print("the TrainingJob controller lands.")
-    return 0
+        summary = story.run(Path(tmp), show)
+    OUT.mkdir(exist_ok=True)
+    plot(summary["rows"], OUT / "workers.png")
+    print("\nSummary")
+    for name, status in sorted(summary["final"].items()):
+        metrics = (status.get("progress") or {}).get("metrics") or {}
+        print(
+            f"  {name}: {status.get('phase')}, accuracy {metrics.get('accuracy', float('nan')):.3f}, "
+            f"rescales {status.get('rescales')}, restarts {status.get('restarts')}"
+        )
+    print("  events:")
+    for name, reason, note in summary["events"]:
+        print(f"    {name:7} {reason:12} {note}")
+    print(f"Done in {summary['seconds']} s; plot: {OUT / 'workers.png'}")
+    ok = all(s.get("phase") == "Succeeded" for s in summary["final"].values())
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
