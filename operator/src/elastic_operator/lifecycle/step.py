@@ -325,18 +325,16 @@ def _open_generation(rt: JobRuntime, members: tuple[int, ...], now: float, phase
 def _requeue(b: _Builder, rt: JobRuntime, now: float, why: str) -> JobRuntime:
     """Every placed worker checkpoints and exits; the job goes back to the queue (capacity is held until the
     leaving pods are gone, so nothing is over-committed)."""
-    leaving = tuple(Leaving(s.slot, now) for s in rt.placement if s.slot not in rt.leaving_slots())
     b.event("Requeued", f"{why}; the job waits in the queue and resumes from its last checkpoint", warning=True)
-    rt = replace(
-        rt,
-        phase=QUEUED,
-        placement=(),
-        members=(),
-        leaving=(*rt.leaving, *leaving),
-        rescale_generation=rt.rescale_generation + 1,
-        message=f"requeued: {why}",
+    return replace(_all_leave(rt, now), phase=QUEUED, message=f"requeued: {why}")
+
+
+def _all_leave(rt: JobRuntime, now: float) -> JobRuntime:
+    """Every placed worker is told to checkpoint and exit, in a new generation that has no members."""
+    leaving = tuple(Leaving(s.slot, now) for s in rt.placement if s.slot not in rt.leaving_slots())
+    return replace(
+        rt, placement=(), members=(), leaving=(*rt.leaving, *leaving), rescale_generation=rt.rescale_generation + 1
     )
-    return rt
 
 
 def _suspend(b: _Builder, inp: Inputs, workers: Mapping[int, PodFacts], now: float) -> None:
@@ -344,14 +342,7 @@ def _suspend(b: _Builder, inp: Inputs, workers: Mapping[int, PodFacts], now: flo
     if rt.phase == SUSPENDED and not rt.placement:
         return
     if rt.placement:
-        leaving = tuple(Leaving(s.slot, now) for s in rt.placement if s.slot not in rt.leaving_slots())
-        rt = replace(
-            rt,
-            placement=(),
-            members=(),
-            leaving=(*rt.leaving, *leaving),
-            rescale_generation=rt.rescale_generation + 1,
-        )
+        rt = _all_leave(rt, now)
         b.event("Suspending", "suspend requested: workers checkpoint and exit")
     b.rt = replace(rt, phase=SUSPENDED, message="suspended; resumes from its last checkpoint when suspend is cleared")
 
@@ -360,15 +351,7 @@ def _stop(b: _Builder, reason: str, now: float) -> None:
     """Stop on request (a pruned sweep trial): every worker checkpoints and exits; then the job has succeeded."""
     rt = b.rt
     if rt.placement:
-        leaving = tuple(Leaving(s.slot, now) for s in rt.placement if s.slot not in rt.leaving_slots())
-        rt = replace(
-            rt,
-            placement=(),
-            members=(),
-            leaving=(*rt.leaving, *leaving),
-            rescale_generation=rt.rescale_generation + 1,
-            message=f"stopping: {reason}",
-        )
+        rt = replace(_all_leave(rt, now), message=f"stopping: {reason}")
         b.event("Stopping", f"stop requested ({reason}): workers checkpoint and exit")
     if not rt.leaving:
         rt = replace(rt, phase=SUCCEEDED, completion_time=now, message=f"stopped: {reason}")
