@@ -64,3 +64,24 @@ def test_without_create_pods_the_operator_cannot_start_workers(
     finally:
         op.stop()
         creds.revoke()
+
+
+def test_namespaced_rbac_and_restricted_pod_security(
+    cluster: DevCluster, namespace: str, fake_nodes: NodeFactory, test_id: str, tmp_path: Path
+) -> None:
+    """A Role in the watched namespace only (plus the cluster-wide read of nodes and pods), in a namespace that
+    enforces the "restricted" Pod Security Standard: the worker and rendezvous pods the operator renders are
+    admitted, and the job runs."""
+    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    fake_nodes(1, gpus=4)
+    creds = grant_chart_rules(cluster, namespace, tmp_path, watch_namespaces=[namespace])
+    assert not creds.can_i("list", "trainingjobs.elastic.training")  # not cluster-wide
+    op = start_operator_as(cluster, creds.kubeconfig, namespace, test_id, tmp_path / "operator.log")
+    try:
+        cluster.apply(job_manifest("restricted", min_workers=2, max_workers=2), "-n", namespace)
+        converge(op, cluster, namespace, "restricted", "Running", 2)
+        pods = cluster.get_json("pods", "-n", namespace)["items"]
+        assert {p["metadata"]["labels"]["elastic.training/role"] for p in pods} == {"worker", "rendezvous"}
+    finally:
+        op.stop()
+        creds.revoke()

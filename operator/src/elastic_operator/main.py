@@ -60,7 +60,9 @@ async def run(settings: OperatorSettings, token_key: bytes, stop: asyncio.Event 
     _ = handlers
     ctx = OperatorContext(settings=settings, token_key=token_key)
     await kopf.operator(
-        clusterwide=True,
+        # cluster-wide, or only the listed namespaces (then a namespaced Role suffices; see docs/operations.md)
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
         standalone=settings.standalone,
         memo=kopf.Memo(ctx=ctx),
         stop_flag=stop,

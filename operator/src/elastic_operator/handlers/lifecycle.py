@@ -34,7 +34,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
     client = await KubeClient.connect()
     ctx.cleanups.append(client.close)
-    await initial_sync(client, ctx.view)  # never plan on a half-filled view
+    await initial_sync(client, ctx.view, list(cfg.namespaces))  # never plan on a half-filled view
     store = ReportStore()
     controller = Controller(
         client=client,

@@ -18,12 +18,8 @@ from elastic_operator.render.names import JOB_LABEL
 
 JSON = dict[str, Any]
 
-LISTS = (
-    ("Node", "/api/v1/nodes"),
-    ("Pod", "/api/v1/pods"),
-    ("TrainingJob", f"/apis/{GROUP}/{VERSION}/trainingjobs"),
-    ("TuningSweep", f"/apis/{GROUP}/{VERSION}/tuningsweeps"),
-)
+CLUSTER_LISTS = (("Node", "/api/v1/nodes"), ("Pod", "/api/v1/pods"))
+CUSTOM = (("TrainingJob", "trainingjobs"), ("TuningSweep", "tuningsweeps"))
 
 
 async def _list(client: KubeClient, path: str, deadline_s: float = 120.0) -> JSON:
@@ -42,8 +38,19 @@ async def _list(client: KubeClient, path: str, deadline_s: float = 120.0) -> JSO
         delay = min(delay * 2, 5.0)
 
 
-async def initial_sync(client: KubeClient, view: ClusterView) -> None:
-    for kind, path in LISTS:
+def _lists(namespaces: list[str]) -> list[tuple[str, str]]:
+    """Nodes and pods cluster-wide (capacity); our kinds cluster-wide, or per watched namespace (namespaced RBAC)."""
+    out = list(CLUSTER_LISTS)
+    for kind, plural in CUSTOM:
+        if namespaces:
+            out += [(kind, f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{plural}") for ns in namespaces]
+        else:
+            out.append((kind, f"/apis/{GROUP}/{VERSION}/{plural}"))
+    return out
+
+
+async def initial_sync(client: KubeClient, view: ClusterView, namespaces: list[str] | None = None) -> None:
+    for kind, path in _lists(list(namespaces or [])):
         listing = await _list(client, path)
         for item in listing.get("items", []):
             item.setdefault("kind", kind)
