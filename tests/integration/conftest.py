@@ -11,11 +11,13 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from hack.devcluster import ClusterState, DevCluster, FakeNode, binaries, versions
 from tests.support.kube import TEST_LABEL, NodeFactory
+from tests.support.operator import OperatorProcess
 from tests.support.wait import wait_for
 
 
@@ -90,3 +92,16 @@ def fake_nodes(cluster: DevCluster, test_id: str) -> Iterator[NodeFactory]:
     yield add
     for name in created:
         cluster.kubectl("delete", "node", name, "--ignore-not-found", "--wait=false", check=False)
+
+
+@pytest.fixture
+def operator(cluster: DevCluster, namespace: str, test_id: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    """The real operator as a subprocess, managing this test's namespace on this test's fake nodes."""
+    op = OperatorProcess(
+        cluster,
+        tmp_path / "operator.log",
+        ["--namespaces", namespace, "--node-selector", f"{TEST_LABEL}={test_id}", "--shrink-deadline-s", "5"],
+    )
+    op.start()
+    yield op
+    op.stop()

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,18 +87,6 @@ class CapacityWatcher:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
-
-
-@pytest.fixture
-def operator(cluster: DevCluster, namespace: str, test_id: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(
-        cluster,
-        tmp_path / "operator.log",
-        ["--namespaces", namespace, "--node-selector", f"{TEST_LABEL}={test_id}", "--shrink-deadline-s", "5"],
-    )
-    op.start()
-    yield op
-    op.stop()
 
 
 def get_job(cluster: DevCluster, namespace: str, name: str) -> dict[str, Any]:

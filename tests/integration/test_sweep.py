@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hack.devcluster import DevCluster
-from tests.support.kube import TEST_LABEL, NodeFactory
+from tests.support.kube import NodeFactory
 from tests.support.operator import OperatorProcess
 from tests.support.wait import wait_for
 
@@ -67,18 +65,6 @@ def sweep_manifest(name: str) -> dict[str, Any]:
             },
         },
     }
-
-
-@pytest.fixture
-def operator(cluster: DevCluster, namespace: str, test_id: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(
-        cluster,
-        tmp_path / "operator.log",
-        ["--namespaces", namespace, "--node-selector", f"{TEST_LABEL}={test_id}", "--shrink-deadline-s", "5"],
-    )
-    op.start()
-    yield op
-    op.stop()
 
 
 class Trainers:
