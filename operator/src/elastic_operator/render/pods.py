@@ -94,6 +94,32 @@ def _pod_security(template: WorkerTemplate) -> JSON:
     }
 
 
+def _pod(
+    job: JobRef, template: WorkerTemplate, name: str, labels: dict[str, str], annotations: dict[str, str], spec: JSON
+) -> JSON:
+    """What every pod of a job shares: restricted security, no API credentials, the template's node selection,
+    ownership by the job."""
+    common: JSON = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": _pod_security(template),
+    }
+    if template.node_selector:
+        common["nodeSelector"] = dict(template.node_selector)
+    if template.tolerations:
+        common["tolerations"] = [dict(t) for t in template.tolerations]
+    metadata: JSON = {
+        "name": name,
+        "namespace": job.namespace,
+        "labels": labels,
+        "ownerReferences": [job.owner_reference()],
+    }
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": {**common, **spec}}
+
+
 def worker_pod(job: JobRef, template: WorkerTemplate, slot: int, node: str, pod_name: str, report_url: str) -> JSON:
     env: list[JSON] = [
         *contract.build_worker_env(
@@ -125,11 +151,7 @@ def worker_pod(job: JobRef, template: WorkerTemplate, slot: int, node: str, pod_
     if template.working_dir:
         container["workingDir"] = template.working_dir
     spec: JSON = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
         "terminationGracePeriodSeconds": template.termination_grace_s,
-        "securityContext": _pod_security(template),
         # pinned to the node the policy chose; the scheduler still checks the fit and binds
         "affinity": {
             "nodeAffinity": {
@@ -142,36 +164,18 @@ def worker_pod(job: JobRef, template: WorkerTemplate, slot: int, node: str, pod_
         },
         "containers": [container],
     }
-    if template.node_selector:
-        spec["nodeSelector"] = dict(template.node_selector)
-    if template.tolerations:
-        spec["tolerations"] = [dict(t) for t in template.tolerations]
     if template.volumes:
         spec["volumes"] = [dict(v) for v in template.volumes]
     if template.priority_class_name:
         spec["priorityClassName"] = template.priority_class_name
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": pod_name,
-            "namespace": job.namespace,
-            "labels": {**template.labels, **job.labels(WORKER), SLOT_LABEL: str(slot)},
-            "annotations": dict(template.annotations),
-            "ownerReferences": [job.owner_reference()],
-        },
-        "spec": spec,
-    }
+    labels = {**template.labels, **job.labels(WORKER), SLOT_LABEL: str(slot)}
+    return _pod(job, template, pod_name, labels, dict(template.annotations), spec)
 
 
 def rendezvous_pod(job: JobRef, template: WorkerTemplate, pod_name: str, port: int) -> JSON:
     """The job's TCPStore server: tiny, never a worker, so no worker's death takes the store with it."""
     spec: JSON = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 5,
-        "securityContext": _pod_security(template),
         "containers": [
             {
                 "name": "rendezvous",
@@ -183,21 +187,7 @@ def rendezvous_pod(job: JobRef, template: WorkerTemplate, pod_name: str, port: i
             }
         ],
     }
-    if template.node_selector:
-        spec["nodeSelector"] = dict(template.node_selector)
-    if template.tolerations:
-        spec["tolerations"] = [dict(t) for t in template.tolerations]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": pod_name,
-            "namespace": job.namespace,
-            "labels": job.labels(RENDEZVOUS),
-            "ownerReferences": [job.owner_reference()],
-        },
-        "spec": spec,
-    }
+    return _pod(job, template, pod_name, job.labels(RENDEZVOUS), {}, spec)
 
 
 def rendezvous_service(job: JobRef, port: int) -> JSON:
