@@ -30,6 +30,7 @@ METRICS = [
     "elastic_training_rescales_total",
     "elastic_training_restarts_total",
     "elastic_training_plan_duration_seconds",
+    "elastic_training_rescale_pause_seconds",
     "elastic_training_apply_errors_total",
     "elastic_training_report_latency_seconds",
     "elastic_training_reports_total",

@@ -146,6 +146,8 @@ class Controller:
         step = advance(inputs, now)
         job = render.JobRef(ns, name, str(obj["metadata"]["uid"]))
         await self._apply(job, ctx, step)
+        if step.pause_s is not None:
+            self.metrics.rescale_pause.observe(step.pause_s)
         patch = to_status(step.runtime)
         patch["observedGeneration"] = obj["metadata"].get("generation")
         progress = self._progress(key, rt)

@@ -30,6 +30,12 @@ class OperatorMetrics:
             ["direction", "reason"],
             registry=r,
         )
+        self.rescale_pause = Histogram(
+            f"{PREFIX}_rescale_pause_seconds",
+            "How long training stood still per rescale (stop, checkpoint, restart, rendezvous).",
+            buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120),
+            registry=r,
+        )
         self.restarts = Counter(f"{PREFIX}_restarts", "Job restarts by cause.", ["cause"], registry=r)
         self.plan_duration = Histogram(
             f"{PREFIX}_plan_duration_seconds",

@@ -264,3 +264,24 @@ def test_a_failed_generation_is_retried_and_repeated_failures_trip_the_breaker()
     broken = step(looping, pods, rep)
     assert broken.runtime.phase == FAILED
     assert "crash loop" in broken.runtime.message
+
+
+def test_a_rescale_reports_its_training_pause_and_a_first_start_does_not() -> None:
+    rt = running(3)
+    pods = [worker(0), worker(1), worker(2), rdzv()]
+    shrink = step(rt, pods, reports(range(3), 1), change=Change("shrink", 2, remove_slots=(2,), reason="priority"))
+    assert shrink.runtime.generation_started == NOW and shrink.pause_s is None
+    resumed = {  # slot 0 resumed 2 s after the generation opened, slot 1 after 3.5 s
+        worker_pod_name("job", 0): ReportFacts(generation=2, state="running", time=NOW + 2.0),
+        worker_pod_name("job", 1): ReportFacts(generation=2, state="running", time=NOW + 3.5),
+    }
+    done = step(shrink.runtime, pods, resumed)
+    assert done.runtime.phase == RUNNING
+    assert done.pause_s == 3.5
+    assert done.runtime.last_rescale_pause_s == 3.5
+    assert any("3.5s training pause" in e.message for e in done.events)
+    assert from_status(to_status(done.runtime)).last_rescale_pause_s == 3.5
+    starting = replace(running(2), phase=STARTING, generation_started=NOW - 30)
+    first = step(starting, [worker(0), worker(1), rdzv()], reports([0, 1], 1))
+    assert first.runtime.phase == RUNNING
+    assert first.pause_s is None and first.runtime.last_rescale_pause_s is None  # a first start is no pause

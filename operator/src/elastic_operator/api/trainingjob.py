@@ -391,6 +391,9 @@ class TrainingJobStatus(ApiModel):
     """When the job Succeeded or Failed."""
     last_rescale_time: Time | None = None
     """When the job was last rescaled."""
+    last_rescale_pause_seconds: Annotated[float, Field(ge=0)] | None = None
+    """How long training stood still in the latest rescale: from the moment the workers were told to stop to the
+    last worker's first report from the new generation (checkpoint, restart and rendezvous included)."""
     last_decision: Decision | None = None
     """The scheduling policy's latest decision about this job."""
     controller: ControllerState = Field(default_factory=ControllerState)

@@ -62,6 +62,7 @@ class JobRuntime:
     completion_time: float | None = None
     last_rescale_time: float | None = None
     generation_started: float | None = None  # when the current rescale generation was opened
+    last_rescale_pause_s: float | None = None  # how long training stood still in the latest rescale
     message: str = ""
 
     @property
@@ -95,6 +96,10 @@ def _ts(value: Any) -> float | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
+def _float(value: Any) -> float | None:
+    return None if value is None or value == "" else float(value)
+
+
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
@@ -126,6 +131,7 @@ def from_status(status: Mapping[str, Any] | None) -> JobRuntime:
         completion_time=_ts(s.get("completionTime")),
         last_rescale_time=_ts(s.get("lastRescaleTime")),
         generation_started=_ts(ctl.get("generationStarted")),
+        last_rescale_pause_s=_float(s.get("lastRescalePauseSeconds")),
         message=str(s.get("message") or ""),
     )
 
@@ -141,6 +147,7 @@ def to_status(rt: JobRuntime) -> dict[str, Any]:
         "startTime": iso(rt.start_time),
         "completionTime": iso(rt.completion_time),
         "lastRescaleTime": iso(rt.last_rescale_time),
+        "lastRescalePauseSeconds": rt.last_rescale_pause_s,
         "message": rt.message,
         "controller": {
             "placement": [{"slot": s.slot, "node": s.node, "seen": s.seen} for s in rt.placement],

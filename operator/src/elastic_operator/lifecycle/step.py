@@ -69,7 +69,7 @@ class PodFacts:
 class ReportFacts:
     generation: int
     state: str
-    time: float
+    time: float  # when the pod first reported this (generation, state): for "running", when training resumed
     checkpoint_step: int | None = None
 
 
@@ -114,6 +114,7 @@ class Step:
     create_rendezvous: str = ""  # name of a rendezvous pod to create
     delete_pods: tuple[tuple[str, str], ...] = ()  # (pod name, why)
     events: tuple[Event, ...] = ()
+    pause_s: float | None = None  # a rescale generation started running this step, after this long a pause
 
     @property
     def idle(self) -> bool:
@@ -141,6 +142,7 @@ class _Builder:
         self.rendezvous = ""
         self.deletes: dict[str, str] = {}
         self.events: list[Event] = []
+        self.pause_s: float | None = None
 
     def event(self, reason: str, message: str, warning: bool = False) -> None:
         self.events.append(Event("Warning" if warning else "Normal", reason, message))
@@ -149,7 +151,9 @@ class _Builder:
         self.deletes.setdefault(pod, why)
 
     def build(self) -> Step:
-        return Step(self.rt, tuple(self.creates), self.rendezvous, tuple(self.deletes.items()), tuple(self.events))
+        return Step(
+            self.rt, tuple(self.creates), self.rendezvous, tuple(self.deletes.items()), tuple(self.events), self.pause_s
+        )
 
 
 def advance(inp: Inputs, now: float) -> Step:
@@ -440,13 +444,32 @@ def _progress_generation(b: _Builder, inp: Inputs, workers: Mapping[int, PodFact
     )
     if started:
         b.rt = replace(rt, phase=RUNNING, message=f"running with {len(rt.members)} workers")
-        b.event("Running", f"generation {rt.rescale_generation} running with {len(rt.members)} workers")
+        pause = _pause(rt, inp, workers) if rt.phase == RESCALING else None
+        if pause is None:
+            b.event("Running", f"generation {rt.rescale_generation} running with {len(rt.members)} workers")
+        else:
+            b.pause_s = pause
+            b.rt = replace(b.rt, last_rescale_pause_s=round(pause, 3))
+            b.event(
+                "Running",
+                f"generation {rt.rescale_generation} running with {len(rt.members)} workers "
+                f"after a {pause:.1f}s training pause",
+            )
     elif rt.generation_started is not None and now - rt.generation_started > inp.timeouts.start_deadline_s:
         b.rt = replace(
             _open_generation(rt, rt.members, now, rt.phase),
             message=f"generation {rt.rescale_generation} did not start in time; reopened",
         )
         b.event("GenerationTimeout", b.rt.message, warning=True)
+
+
+def _pause(rt: JobRuntime, inp: Inputs, workers: Mapping[int, PodFacts]) -> float | None:
+    """How long training stood still for this rescale: from the generation's opening (old members are told to
+    stop at once) to the last member's first `running` report in the new generation."""
+    if rt.generation_started is None:
+        return None
+    resumed = [r.time for m in rt.members if (p := workers.get(m)) is not None and (r := inp.reports.get(p.name))]
+    return max(0.0, max(resumed) - rt.generation_started) if resumed else None
 
 
 def _retire_leaving(b: _Builder, inp: Inputs, workers: Mapping[int, PodFacts], now: float) -> None:

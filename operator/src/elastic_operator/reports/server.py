@@ -105,10 +105,15 @@ def build_app(
             metrics.reports.labels("invalid").inc()
             return web.json_response({"error": "report names another job than its URL"}, status=400)
         now = clock()
+        previous = store.latest((ns, name)).get(report.pod)
+        same = previous is not None and (previous.facts.state, previous.facts.generation) == (
+            str(report.state),
+            report.generation,
+        )
         facts = ReportFacts(
             generation=report.generation,
             state=str(report.state),
-            time=now,
+            time=previous.facts.time if same and previous is not None else now,  # since when it is in this state
             checkpoint_step=report.last_checkpoint_step,
         )
         previous = store.put((ns, name), report.pod, StoredReport(facts, report, now))
