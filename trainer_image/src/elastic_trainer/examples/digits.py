@@ -8,7 +8,9 @@ checkpoint-and-stop hook, and progress/metric reports ("loss", "accuracy" each e
 Hyperparameters come from flags or DIGITS_* variables (flags win): --lr, --hidden, --batch-size (global: split over
 the ranks, so the optimisation does not depend on the world size), --epochs, --momentum, --seed. Reaches >= 95 %
 test accuracy with the defaults. Test/bench knobs: --step-delay (seconds of simulated compute per step),
---step-log (JSON lines per step from rank 0), --result (final JSON from rank 0).
+--sample-delay (seconds of simulated accelerator compute per sample of this rank's batch: data parallelism then
+speeds the job up as on real accelerators, which a CPU shared by all ranks cannot show), --step-log (JSON lines
+per step from rank 0), --result (final JSON from rank 0).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint-every", type=int, default=int(e(contract.ENV_CHECKPOINT_INTERVAL_STEPS) or 0) or 50)
     p.add_argument("--checkpoint-dir", default=e(contract.ENV_CHECKPOINT_DIR))
     p.add_argument("--step-delay", type=float, default=float(e("DIGITS_STEP_DELAY", "0")))
+    p.add_argument("--sample-delay", type=float, default=float(e("DIGITS_SAMPLE_DELAY", "0")))
     p.add_argument("--step-log", default=e("DIGITS_STEP_LOG"))
     p.add_argument("--result", default=e("DIGITS_RESULT"))
     return p.parse_args(argv)
@@ -138,8 +141,8 @@ def _main(argv: Sequence[str] | None, ctl: Control) -> int:
             step += 1
             offset = sampler.consumed_after(i + 1)
             steps_since += 1
-            if args.step_delay:
-                time.sleep(args.step_delay)
+            if args.step_delay or args.sample_delay:
+                time.sleep(args.step_delay + args.sample_delay * len(idx))
             log_step(event="step")
             now = time.monotonic()
             if now - t_last >= 0.5:
