@@ -285,3 +285,16 @@ def test_a_rescale_reports_its_training_pause_and_a_first_start_does_not() -> No
     first = step(starting, [worker(0), worker(1), rdzv()], reports([0, 1], 1))
     assert first.runtime.phase == RUNNING
     assert first.pause_s is None and first.runtime.last_rescale_pause_s is None  # a first start is no pause
+
+
+def test_training_that_finishes_while_a_grow_opens_the_next_generation_completes_the_job() -> None:
+    rt = running(2, gen=3)
+    pods = [worker(0), worker(1), rdzv()]
+    grow = step(rt, pods, reports([0, 1], 3), change=Change("grow", 4, add_nodes=("c", "d"), reason="spare"))
+    opened = step(grow.runtime, [*pods, worker(2), worker(3)], reports([0, 1], 3))
+    assert opened.runtime.rescale_generation == 4 and opened.runtime.members == (0, 1, 2, 3)
+    # the old members finished training in generation 3 before they heard of generation 4
+    late = {**reports([0, 1], 3, state="succeeded"), **reports([2, 3], 4, state="starting")}
+    done = step(opened.runtime, [*pods, worker(2), worker(3)], late)
+    assert done.runtime.phase == SUCCEEDED
+    assert ("job-rdzv-1", "job completed") in done.delete_pods

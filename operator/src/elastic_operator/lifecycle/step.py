@@ -208,15 +208,18 @@ def _mark_seen(b: _Builder, workers: Mapping[int, PodFacts], rendezvous: list[Po
 
 
 def _finished(b: _Builder, inp: Inputs, workers: Mapping[int, PodFacts], now: float) -> bool:
-    """Success when a member reported success for the current generation, or every member pod Succeeded."""
+    """Success when a worker reported that training completed, or every member pod Succeeded.
+
+    A success report counts from any generation, not only the current one: training can finish in generation g
+    just as the operator opens g+1 for a rescale (the members had not yet been told), and then g+1 can never form.
+    Finished training stays finished (its final checkpoint is the result), so the job is complete either way."""
     rt = b.rt
     if not rt.members:
         return False
     member_pods = [workers.get(m) for m in rt.members]
     reported = any(
-        (r := inp.reports.get(p.name)) is not None and r.state == "succeeded" and r.generation == rt.rescale_generation
-        for p in member_pods
-        if p is not None
+        (r := inp.reports.get(p.name)) is not None and r.state == "succeeded" and r.generation <= rt.rescale_generation
+        for p in workers.values()
     )
     all_pods_done = all(p is not None and p.phase == "Succeeded" for p in member_pods)
     if not (reported or all_pods_done):
