@@ -126,6 +126,10 @@ def test_grow_shrink_loss_grow_reaches_accuracy(job: Job) -> None:
         stop = [e for e in mine if e["event"] == "stopped"]
         stopped_at = int(stop[0]["step"]) if stop else None  # type: ignore[call-overload]
     assert before_loss > 0 and op.rejected == 0
+    # a resumed rank reports the last completed epoch's metrics (kept in the checkpoint), never a blank 0.0 that
+    # a sweep's pruner would read as a terrible intermediate value
+    accuracies = [r.report.metrics["accuracy"] for r in op.history() if "accuracy" in r.report.metrics]
+    assert accuracies and min(accuracies) > 0.5, sorted(accuracies)[:5]
 
 
 def test_sigterm_checkpoints_and_exits_and_failure_is_reported(job: Job) -> None:

@@ -99,11 +99,13 @@ def _main(argv: Sequence[str] | None, ctl: Control) -> int:
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     ctl.wait_for_go()  # a prepared generation waits here until the previous one has checkpointed
     step, epoch, offset = 0, 0, 0
+    accuracy, epoch_loss = 0.0, 0.0  # of the last completed epoch (restored too: a resumed rank reports them)
     ckdir = args.checkpoint_dir
     if ckdir and (state := checkpoint.load_latest(ckdir)) is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, epoch, offset = int(state["step"]), int(state["epoch"]), int(state["offset"])
+        accuracy, epoch_loss = float(state.get("accuracy", 0.0)), float(state.get("loss", 0.0))
     last_ckpt: int | None = step if step else None
     net: Any = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     per_rank = max(1, round(args.batch_size / world))
@@ -113,7 +115,8 @@ def _main(argv: Sequence[str] | None, ctl: Control) -> int:
     def save() -> None:
         nonlocal last_ckpt
         if ckdir:
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "offset": offset}
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "offset": offset,
+                     "accuracy": accuracy, "loss": epoch_loss}  # fmt: skip
             checkpoint.save(state, step, ckdir)
             last_ckpt = step
 
@@ -123,7 +126,6 @@ def _main(argv: Sequence[str] | None, ctl: Control) -> int:
             step_log.flush()
 
     log_step(event="start", epoch=epoch, offset=offset)
-    accuracy, epoch_loss = 0.0, 0.0
     t_last, steps_since = time.monotonic(), 0
     while epoch < args.epochs:
         sampler = ElasticSampler(
