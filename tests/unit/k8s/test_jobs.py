@@ -50,3 +50,15 @@ def test_stop_annotation_reaches_the_lifecycle() -> None:
     obj = manifest()
     obj["metadata"]["annotations"][STOP_ANNOTATION] = "pruned"
     assert parse_job(obj).facts.stop_reason == "pruned"
+
+
+def test_each_job_checkpoints_in_its_own_directory_of_the_shared_volume() -> None:
+    shared = {"path": "/ckpt/", "hostPath": "/data/sweep"}
+    a = parse_job(manifest(checkpoint=shared))
+    other = manifest(checkpoint=shared)
+    other["metadata"]["name"] = "job-2"
+    b = parse_job(other)
+    assert a.template.checkpoint_dir == "/ckpt/ns/job"
+    assert b.template.checkpoint_dir == "/ckpt/ns/job-2"
+    assert {"name": "elastic-checkpoints", "mountPath": "/ckpt/"} in a.template.volume_mounts  # the volume itself
+    assert parse_job(manifest()).template.checkpoint_dir == "/checkpoints/ns/job"

@@ -156,7 +156,9 @@ class CheckpointSpec(ApiModel):
     )
 
     path: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^/")] = "/checkpoints"
-    """Directory in the training container where checkpoints are written and read (ELASTIC_CHECKPOINT_DIR)."""
+    """Where the checkpoint volume is mounted in the training container. Each job writes and reads its own
+    directory in it, `<path>/<namespace>/<job name>` (ELASTIC_CHECKPOINT_DIR), so jobs and a sweep's trials can
+    share one volume without resuming from each other's checkpoints."""
     claim_name: Name | None = None
     """Mount this PersistentVolumeClaim at path (ReadWriteMany when workers run on several nodes)."""
     host_path: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^/")] | None = None

@@ -34,6 +34,12 @@ class JobContext:
 STOP_ANNOTATION = "elastic.training/stop"
 
 
+def job_checkpoint_dir(path: str, obj: JSON) -> str:
+    """The job's own directory under checkpoint.path: jobs (a sweep's trials above all) may share one volume, and
+    none may resume from another's checkpoints. Keyed by name, so a job re-created under its name resumes."""
+    return f"{path.rstrip('/')}/{obj['metadata'].get('namespace') or 'default'}/{obj['metadata']['name']}"
+
+
 def parse_job(obj: JSON) -> JobContext:
     name = obj["metadata"]["name"]
     model, errors = validate_trainingjob(obj)
@@ -78,7 +84,7 @@ def parse_job(obj: JSON) -> JobContext:
         node_selector=dict(t.node_selector),
         tolerations=[x.model_dump(mode="json", by_alias=True, exclude_none=True) for x in t.tolerations],
         nproc_per_worker=spec.nproc_per_worker,
-        checkpoint_dir=spec.checkpoint.path if spec.checkpoint else "/checkpoints",
+        checkpoint_dir=job_checkpoint_dir(spec.checkpoint.path if spec.checkpoint else "/checkpoints", obj),
         priority_class_name=spec.priority_class_name,
         labels=dict(t.labels),
         annotations=dict(t.annotations),
