@@ -266,8 +266,11 @@ class Controller:
             s for s in latest.values() if s.report.generation == rt.rescale_generation and s.report.state == "running"
         ]
         # every rank-0 launcher reports the job's throughput; members agree, so take the freshest
-        sps = max(current, key=lambda s: s.received).report.samples_per_s if current else 0.0
-        if sps and rt.phase == "Running":
+        freshest = max(current, key=lambda s: s.received) if current else None
+        sps = freshest.report.samples_per_s if freshest is not None else 0.0
+        # learn the curve only from steady state: the first seconds of a generation (process start, first
+        # collectives, cold caches) would make every larger size look slower than it is
+        if freshest is not None and sps and rt.phase == "Running" and freshest.received - freshest.facts.time >= 3.0:
             self.throughputs.record(key, len(rt.members), sps)
         return {
             "step": r.step,
