@@ -1,5 +1,6 @@
-"""The demo's story, reduced, with real torch: the operator shrinks a real training job (checkpoint first) for a
-higher-priority one; both finish; the shrunk one reaches the digits accuracy target."""
+"""The demo's story, reduced (no sweep), with real torch: a real training job grows into GPUs another job frees,
+shrinks (checkpoint first) for a higher-priority job, and every job trains to the end; each rescale's training
+pause is measured."""
 
 from __future__ import annotations
 
@@ -12,13 +13,22 @@ from hack import story
 pytestmark = [pytest.mark.cluster, pytest.mark.trainer]
 
 
-def test_real_workers_shrink_for_priority_and_both_jobs_train_to_the_end(tmp_path: Path) -> None:
+def test_real_workers_grow_then_shrink_for_priority_and_every_job_trains_to_the_end(tmp_path: Path) -> None:
     summary = story.run(tmp_path)
-    base, urgent = summary["final"]["base"], summary["final"]["urgent"]
-    assert urgent["phase"] == "Succeeded", urgent
-    assert base["phase"] == "Succeeded", base
-    assert base["rescales"]["shrink"] >= 1, base
+    final = summary["final"]
+    assert {name: s["phase"] for name, s in final.items()} == {
+        "warmup": "Succeeded",
+        "base": "Succeeded",
+        "urgent": "Succeeded",
+    }, final
+    base = final["base"]
+    assert base["rescales"]["grow"] >= 1 and base["rescales"]["shrink"] >= 1, base
     assert base["restarts"]["workerFailed"] == 0, base
     assert base["progress"]["metrics"]["accuracy"] >= 0.95, base["progress"]
-    reasons = {(name, reason) for name, reason, _ in summary["events"]}
-    assert {("base", "Admitted"), ("base", "Shrinking"), ("urgent", "Admitted"), ("base", "Completed")} <= reasons
+    assert base["lastRescalePauseSeconds"] > 0, base
+    measured = [seconds for name, seconds in story.pauses(summary) if name == "base"]
+    assert len(measured) >= 2 and all(0 < s < 120 for s in measured), summary["events"]
+    reasons = [(name, reason) for _, name, reason, _ in summary["events"]]
+    for expected in [("base", "Admitted"), ("base", "Growing"), ("base", "Shrinking"), ("urgent", "Admitted")]:
+        assert expected in reasons, reasons
+    assert reasons.index(("base", "Growing")) < reasons.index(("base", "Shrinking")), reasons
