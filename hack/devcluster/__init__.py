@@ -303,6 +303,18 @@ class DevCluster:
         if etcd_dir.exists():
             subprocess.run(["rm", "-rf", str(etcd_dir)], check=False)
 
+    def restart_apiserver(self, *, timeout: float = 120.0) -> float:
+        """Stop kube-apiserver and start it again with the same arguments and port (etcd keeps every object), as
+        an upgrade or a crash of the control plane would: every client's watches break and must resume. Returns the
+        seconds until /readyz answered again."""
+        started = time.monotonic()
+        pid = self.state.pids.get("kube-apiserver")
+        if pid:
+            _terminate(pid, "kube-apiserver")
+        self._spawn("kube-apiserver", self._apiserver_args())
+        wait_for(self._apiserver_ready, timeout=timeout, interval=0.3, message="kube-apiserver /readyz after restart")
+        return time.monotonic() - started
+
     # -- helpers -----------------------------------------------------------------------------------------------
 
     @property

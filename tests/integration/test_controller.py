@@ -5,134 +5,18 @@ the report endpoint and finishes pods through kwok; a watcher checks every pod e
 from __future__ import annotations
 
 import json
-import subprocess
-import threading
 from typing import Any
 
 import pytest
 
 from hack.devcluster import DevCluster
+from tests.support.capacity import CapacityWatcher
 from tests.support.kube import TEST_LABEL, NodeFactory
 from tests.support.operator import OperatorProcess
+from tests.support.trainers import converge, get_job, job_manifest, phase_and_workers, workers
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.cluster
-
-GPU = "nvidia.com/gpu"
-
-
-def job_manifest(name: str, *, min_workers: int, max_workers: int, priority: int = 0, gpus: int = 1) -> dict[str, Any]:
-    return {
-        "apiVersion": "elastic.training/v1alpha1",
-        "kind": "TrainingJob",
-        "metadata": {"name": name},
-        "spec": {
-            "minWorkers": min_workers,
-            "maxWorkers": max_workers,
-            "priority": priority,
-            "template": {
-                "image": "registry.invalid/trainer:0",
-                "command": ["python", "-m", "elastic_trainer.examples.digits"],
-                "resources": {"limits": {GPU: str(gpus)}, "requests": {"cpu": "100m", "memory": "128Mi"}},
-            },
-            "elasticity": {"rescaleCooldownSeconds": 0},
-        },
-    }
-
-
-class CapacityWatcher:
-    """Watches every pod event (kubectl get -w) and records any moment a node's GPU requests exceed its capacity."""
-
-    def __init__(self, cluster: DevCluster, namespace: str, capacity: dict[str, int]) -> None:
-        self.capacity = capacity
-        self.pods: dict[str, tuple[str, int]] = {}  # name -> (node, gpus) for pods holding resources
-        self.violations: list[str] = []
-        self.events = 0
-        cmd = [str(cluster.bins["kubectl"]), f"--kubeconfig={cluster.kubeconfig}", "get", "pods", "-n", namespace,
-               "-w", "--output-watch-events", "-o", "json"]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        assert self.proc.stdout is not None
-        decoder, buf = json.JSONDecoder(), ""
-        for line in self.proc.stdout:
-            buf += line
-            try:
-                event, _ = decoder.raw_decode(buf.strip())
-            except json.JSONDecodeError:
-                continue
-            buf = ""
-            self._fold(event)
-
-    def _fold(self, event: dict[str, Any]) -> None:
-        self.events += 1
-        pod = event["object"]
-        name = pod["metadata"]["name"]
-        node = pod["spec"].get("nodeName")
-        phase = pod.get("status", {}).get("phase")
-        gpus = sum(int(c.get("resources", {}).get("limits", {}).get(GPU, 0)) for c in pod["spec"]["containers"])
-        if event["type"] == "DELETED" or not node or phase in ("Succeeded", "Failed"):
-            self.pods.pop(name, None)
-        else:
-            self.pods[name] = (node, gpus)
-        used: dict[str, int] = {}
-        for n, g in self.pods.values():
-            used[n] = used.get(n, 0) + g
-        for n, g in used.items():
-            if g > self.capacity.get(n, 0):
-                self.violations.append(f"{n}: {g} GPUs requested > {self.capacity.get(n, 0)} after event on {name}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
-def get_job(cluster: DevCluster, namespace: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = cluster.get_json("trainingjob", name, "-n", namespace)
-    return result
-
-
-def workers(cluster: DevCluster, namespace: str, name: str) -> list[dict[str, Any]]:
-    pods = cluster.get_json(
-        "pods", "-n", namespace, "-l", f"elastic.training/job-name={name},elastic.training/role=worker"
-    )
-    return [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
-
-
-def play_trainers(op: OperatorProcess, cluster: DevCluster, namespace: str, name: str, state: str = "running") -> int:
-    """Every live worker of the job reports `state` for the generation its directive names. Returns the generation."""
-    job = get_job(cluster, namespace, name)
-    uid = job["metadata"]["uid"]
-    generation = int(job.get("status", {}).get("rescaleGeneration") or 0)
-    for pod in workers(cluster, namespace, name):
-        pod_name = pod["metadata"]["name"]
-        status, directive = op.report(namespace, name, uid, pod_name, generation=generation, state="waiting", step=0)
-        assert status == 200, directive
-        action = directive["action"]
-        report_state = {"run": state, "exit": "exited"}.get(action, "waiting")
-        status, _ = op.report(
-            namespace, name, uid, pod_name, generation=directive["generation"], state=report_state, step=10,
-            samples_per_s=100.0 * max(1, directive["nnodes"]), metrics={"loss": 0.5},  # scales linearly
-        )  # fmt: skip
-        assert status == 200
-    return generation
-
-
-def phase_and_workers(cluster: DevCluster, namespace: str, name: str) -> tuple[str, int, int]:
-    status = get_job(cluster, namespace, name).get("status", {})
-    w = status.get("workers", {})
-    return status.get("phase", ""), int(w.get("current", 0)), int(w.get("target", 0))
-
-
-def converge(op: OperatorProcess, cluster: DevCluster, namespace: str, name: str, phase: str, current: int) -> None:
-    def check() -> bool:
-        play_trainers(op, cluster, namespace, name)
-        got = phase_and_workers(cluster, namespace, name)
-        return got[0] == phase and got[1] == current and len(workers(cluster, namespace, name)) == current
-
-    wait_for(check, timeout=90, interval=0.5, message=f"{name} {phase} with {current} workers")
 
 
 def test_grow_shrink_for_priority_and_grow_back(

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from hack.devcluster import DevCluster
-from tests.integration.test_controller import converge, get_job, job_manifest, workers
 from tests.support.kube import TEST_LABEL, NodeFactory
 from tests.support.operator import OperatorProcess
 from tests.support.rbac import chart_rules, grant_chart_rules, without_verb
+from tests.support.trainers import converge, get_job, job_manifest, workers
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.cluster
