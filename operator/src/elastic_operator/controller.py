@@ -29,6 +29,7 @@ from elastic_operator.lifecycle.step import Inputs, PodFacts, Step, Timeouts, ad
 from elastic_operator.metrics import OperatorMetrics
 from elastic_operator.render import pods as render
 from elastic_operator.render.names import JOB_UID_LABEL
+from elastic_operator.reports.progress import durable_checkpoint
 from elastic_operator.reports.server import ReportStore
 from elastic_operator.reports.tokens import job_token
 from elastic_trainer import contract
@@ -150,7 +151,7 @@ class Controller:
             self.metrics.rescale_pause.observe(step.pause_s)
         patch = to_status(step.runtime)
         patch["observedGeneration"] = obj["metadata"].get("generation")
-        progress = self._progress(key, rt)
+        progress = self._progress(key, rt, status.get("progress"))
         if progress is not None:
             patch["progress"] = progress
         if change is not None:
@@ -256,7 +257,7 @@ class Controller:
             return
         await self.client.delete("TrainingJob", job.namespace, job.name)
 
-    def _progress(self, key: Key, rt: JobRuntime) -> JSON | None:
+    def _progress(self, key: Key, rt: JobRuntime, previous: Any) -> JSON | None:
         latest = self.reports.latest(key)
         if not latest:
             return None
@@ -272,12 +273,13 @@ class Controller:
         # collectives, cold caches) would make every larger size look slower than it is
         if freshest is not None and sps and rt.phase == "Running" and freshest.received - freshest.facts.time >= 3.0:
             self.throughputs.record(key, len(rt.members), sps)
+        checkpoint = durable_checkpoint(latest.values(), previous)  # never shown going back (reports/progress.py)
         return {
-            "step": r.step,
+            "step": max(r.step, checkpoint or 0),
             "epoch": r.epoch,
             "samplesPerSecond": round(sps, 3),
             "metrics": {k: float(v) for k, v in r.metrics.items()},
-            "lastCheckpointStep": r.last_checkpoint_step,
+            "lastCheckpointStep": checkpoint,
             "lastReportTime": iso(best.received),
         }
 
