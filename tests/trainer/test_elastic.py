@@ -26,6 +26,7 @@ from elastic_trainer.testing import (
 pytestmark = [pytest.mark.trainer, pytest.mark.slow]
 
 CKPT_EVERY = 20
+EPOCHS = 60  # long enough that training outlasts the rescales below, even on a loaded machine
 
 
 @dataclass
@@ -62,7 +63,7 @@ def job(tmp_path: Path) -> Iterator[Job]:
     rdzv = spawn_rendezvous(port, tmp_path / "rendezvous.log")
     op = FakeOperator(rdzv_endpoint=f"127.0.0.1:{port}").start()
     command = [
-        "python", "-m", "elastic_trainer.examples.digits", "--epochs", "40", "--step-delay", "0.04",
+        "python", "-m", "elastic_trainer.examples.digits", "--epochs", str(EPOCHS), "--step-delay", "0.04",
         "--checkpoint-every", str(CKPT_EVERY), "--step-log", str(tmp_path / "steps.jsonl"),
         "--result", str(tmp_path / "result.json"),
     ]  # fmt: skip
@@ -82,8 +83,11 @@ def test_grow_shrink_loss_grow_reaches_accuracy(job: Job) -> None:
     job.spawn("a")
     job.spawn("b")
     job.generation(["a", "b"])
+    assert op.latest["a"].pause_s is None  # a first start is no pause
     job.spawn("c")
     job.generation(["a", "b", "c"])  # planned grow
+    assert all(op.latest[p].pause_s is not None and op.latest[p].pause_s > 0 for p in ("a", "b")), op.latest
+    assert op.latest["c"].pause_s is None  # c had not trained before
     job.generation(["a"], exiting=("b", "c"))  # planned shrink to 1
     for pod in ("b", "c"):
         assert job.pods[pod].wait(timeout=60) == 0, f"{pod} leaves with success"
@@ -103,7 +107,7 @@ def test_grow_shrink_loss_grow_reaches_accuracy(job: Job) -> None:
 
     result = json.loads((job.tmp / "result.json").read_text())
     assert result["accuracy"] >= 0.95, result
-    assert result["epoch"] == 40
+    assert result["epoch"] == EPOCHS
 
     # the step counter: +1 per step within a generation; a generation resumes exactly where a planned stop
     # checkpointed, and after the loss no further back than the last periodic checkpoint

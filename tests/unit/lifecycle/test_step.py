@@ -271,9 +271,9 @@ def test_a_rescale_reports_its_training_pause_and_a_first_start_does_not() -> No
     pods = [worker(0), worker(1), worker(2), rdzv()]
     shrink = step(rt, pods, reports(range(3), 1), change=Change("shrink", 2, remove_slots=(2,), reason="priority"))
     assert shrink.runtime.generation_started == NOW and shrink.pause_s is None
-    resumed = {  # slot 0 resumed 2 s after the generation opened, slot 1 after 3.5 s
-        worker_pod_name("job", 0): ReportFacts(generation=2, state="running", time=NOW + 2.0),
-        worker_pod_name("job", 1): ReportFacts(generation=2, state="running", time=NOW + 3.5),
+    resumed = {  # each launcher timed its own pause (stop -> running in the new generation)
+        worker_pod_name("job", 0): ReportFacts(generation=2, state="running", time=NOW + 2.0, pause_s=2.0),
+        worker_pod_name("job", 1): ReportFacts(generation=2, state="running", time=NOW + 3.5, pause_s=3.5),
     }
     done = step(shrink.runtime, pods, resumed)
     assert done.runtime.phase == RUNNING

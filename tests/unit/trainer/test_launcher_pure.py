@@ -40,3 +40,22 @@ def test_config_from_env_and_torchrun_command() -> None:
 def test_config_names_missing_variables() -> None:
     with pytest.raises(ValueError, match=contract.ENV_TOKEN):
         LauncherConfig.from_env({k: v for k, v in ENV.items() if k != contract.ENV_TOKEN})
+
+
+def test_the_launcher_times_its_own_training_pause(tmp_path: object) -> None:
+    from elastic_trainer.launcher import Launcher
+
+    now = [100.0]
+    cfg = LauncherConfig.from_env({**ENV, contract.ENV_CHECKPOINT_DIR: str(tmp_path)})
+    launcher = Launcher(cfg, ["python", "-m", "m"], client=object(), clock=lambda: now[0])  # type: ignore[arg-type]
+    state = contract.TrainerState
+    launcher._set_state(state.RUNNING)
+    assert launcher.build_report().pause_s is None  # first start: nothing was paused
+    now[0] = 130.0
+    launcher._set_state(state.CHECKPOINTING)  # asked to stop for the next generation
+    launcher._set_state(state.WAITING)
+    now[0] = 131.5
+    launcher._set_state(state.STARTING)
+    now[0] = 132.25
+    launcher._set_state(state.RUNNING)
+    assert launcher.build_report().pause_s == 2.25

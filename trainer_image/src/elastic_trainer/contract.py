@@ -194,6 +194,13 @@ class Report(BaseModel):
     metrics: Metrics = Field(default_factory=dict, max_length=64)
     last_checkpoint_step: int | None = Field(default=None, ge=0)
     failure_cause: str | None = Field(default=None, max_length=2048)
+    pause_s: float | None = Field(
+        default=None,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="seconds this pod's training stood still before the current generation ran (stop, checkpoint, "
+        "restart, rendezvous); None for a pod that had not trained before",
+    )
     timestamp: float = Field(default_factory=time.time, description="unix time the launcher built this report")
 
     @field_validator("metrics")

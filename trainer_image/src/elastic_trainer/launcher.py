@@ -220,6 +220,8 @@ class Launcher:
         self.failure_cause: str | None = None
         self.failed_at: float | None = None
         self.leaving_since: float | None = None  # exit directive or SIGTERM: leave once training stopped
+        self.stopped_training_at: float | None = None  # when this pod last left `running` (the pause's start)
+        self.pause_s: float | None = None  # how long training stood still before the current generation ran
         self.terms = 0
         self.next_report = 0.0
         self.report_failures = 0
@@ -230,6 +232,13 @@ class Launcher:
         if state != self.state or cause != self.failure_cause:
             first = f": {cause.splitlines()[0]}" if cause else ""
             log.info("%s: %s -> %s (generation %d)%s", self.cfg.pod, self.state, state, self.generation, first)
+            running = contract.TrainerState.RUNNING
+            if self.state == running and state != running:
+                self.stopped_training_at = self.clock()
+            elif state == running and self.stopped_training_at is not None:
+                self.pause_s = max(0.0, self.clock() - self.stopped_training_at)
+                self.stopped_training_at = None
+                log.info("%s: training resumed after a %.2fs pause", self.cfg.pod, self.pause_s)
             self.state = state
             self.failure_cause = cause
             self.next_report = 0.0  # report at once
@@ -249,6 +258,7 @@ class Launcher:
             metrics={k: v for k, v in p.metrics.items() if math.isfinite(v)},
             last_checkpoint_step=self.last_checkpoint_step,
             failure_cause=self.failure_cause[-2000:] if self.failure_cause else None,
+            pause_s=self.pause_s,
         )
 
     def _report(self, now: float) -> None:

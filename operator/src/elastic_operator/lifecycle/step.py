@@ -69,8 +69,9 @@ class PodFacts:
 class ReportFacts:
     generation: int
     state: str
-    time: float  # when the pod first reported this (generation, state): for "running", when training resumed
+    time: float  # when the pod first reported this (generation, state)
     checkpoint_step: int | None = None
+    pause_s: float | None = None  # the pod's own measure of how long training stood still before this generation
 
 
 @dataclass(frozen=True)
@@ -467,12 +468,15 @@ def _progress_generation(b: _Builder, inp: Inputs, workers: Mapping[int, PodFact
 
 
 def _pause(rt: JobRuntime, inp: Inputs, workers: Mapping[int, PodFacts]) -> float | None:
-    """How long training stood still for this rescale: from the generation's opening (old members are told to
-    stop at once) to the last member's first `running` report in the new generation."""
-    if rt.generation_started is None:
-        return None
-    resumed = [r.time for m in rt.members if (p := workers.get(m)) is not None and (r := inp.reports.get(p.name))]
-    return max(0.0, max(resumed) - rt.generation_started) if resumed else None
+    """How long training stood still for this rescale: the longest pause the members that trained before report
+    (each launcher times its own stop -> running; the operator cannot see when a prepared generation takes over).
+    None when no member trained before (a first start, a requeued job resuming)."""
+    pauses = [
+        r.pause_s
+        for m in rt.members
+        if (p := workers.get(m)) is not None and (r := inp.reports.get(p.name)) is not None and r.pause_s is not None
+    ]
+    return max(pauses) if pauses else None
 
 
 def _retire_leaving(b: _Builder, inp: Inputs, workers: Mapping[int, PodFacts], now: float) -> None:

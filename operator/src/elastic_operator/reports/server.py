@@ -115,6 +115,7 @@ def build_app(
             state=str(report.state),
             time=previous.facts.time if same and previous is not None else now,  # since when it is in this state
             checkpoint_step=report.last_checkpoint_step,
+            pause_s=report.pause_s,
         )
         previous = store.put((ns, name), report.pod, StoredReport(facts, report, now))
         metrics.reports.labels("accepted").inc()
