@@ -183,7 +183,7 @@ def run(
 
         cluster.apply(digits_job("warmup", 2, 2, 3, workdir), "-n", NAMESPACE)
         until("warmup Running", lambda: job("warmup").get("phase") == "Running", 180)
-        cluster.apply(digits_job("base", 2, 4, 16, workdir), "-n", NAMESPACE)
+        cluster.apply(digits_job("base", 2, 4, 30, workdir), "-n", NAMESPACE)
         until("base Running with 2 workers", lambda: job("base").get("phase") == "Running", 180)
         until("warmup finished", lambda: job("warmup").get("phase") in TERMINAL, 300)
         until(
