@@ -64,6 +64,7 @@ class SimJob:
     start: float | None = None
     finish: float | None = None
     rescales: int = 0
+    attained: float = 0.0  # worker-seconds held so far, pauses included (what Tiresias calls attained service)
 
     @property
     def key(self) -> str:
@@ -122,6 +123,7 @@ def simulate(trace: list[TraceJob], policy: Policy, cluster: Cluster = Cluster()
             if j.phase is not Phase.RUNNING:
                 continue
             gpu_seconds += len(j.workers) * (to - now)
+            j.attained += len(j.workers) * (to - now)
             active_from = max(now, j.paused_until)
             if to > active_from:
                 j.done += j.rate() * (to - active_from)
@@ -191,6 +193,7 @@ def _snapshot(
                 may_requeue=elastic,
                 throughput=dict(j.measured),
                 queued_since=j.queued_since,
+                attained_s=j.attained,
             )
         )
     return Snapshot(nodes=nodes, jobs=tuple(jobs), settings=settings)

@@ -111,6 +111,7 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
             throughput=draw(st.sampled_from([{}, {1: 10.0}, {1: 10.0, 2: 19.0}, {2: 5.0, 4: 6.0}, {1: 3.0, 3: 2.0}])),
             last_rescale=draw(st.sampled_from([None, NOW - 10, NOW - 200, NOW - 5000])),
             busy=draw(st.integers(0, 9)) == 0,
+            attained_s=float(draw(st.sampled_from([0, 60, 5000, 100_000]))),
         )
         if draw(st.integers(0, 2)) > 0:  # mostly running jobs (crowded clusters make reclaim happen), placed validly
             want = draw(st.integers(lo, hi))
@@ -139,6 +140,8 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
         aging_per_hour=draw(st.sampled_from([0.0, 1.0, 10.0])),
         reclaim=draw(st.integers(0, 4)) > 0,
         grow=draw(st.integers(0, 4)) > 0,
+        service_scale_s=draw(st.sampled_from([0.0, 3600.0])),
+        first_on_one_node=draw(st.booleans()),
     )
     return Snapshot(nodes=tuple(nodes), jobs=tuple(jobs), foreign_usage=usage, settings=settings)
 

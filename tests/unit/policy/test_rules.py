@@ -236,6 +236,38 @@ def test_blocked_head_keeps_its_nodes_from_growth_it_could_not_reclaim() -> None
     assert p.decision("ns/mine") is None
 
 
+def test_queue_within_a_class_least_attained_service_first_and_aging_still_wins() -> None:
+    ran_long = job("ran-long", created=0, attained_s=50_000.0)  # requeued after a long run
+    fresh = job("fresh", created=100)
+    s = snap([node("n1", gpus=0)], [ran_long, fresh], aging_per_hour=1.0)
+    assert [e.job for e in plan(s, 1000).queue] == ["ns/fresh", "ns/ran-long"]
+    # an hour more of waiting lifts it a class: it goes first again, so it cannot starve behind fresh arrivals
+    late = snap([node("n1", gpus=0)], [ran_long, job("fresh", created=3700)], aging_per_hour=1.0)
+    assert [e.job for e in plan(late, 3800).queue] == ["ns/ran-long", "ns/fresh"]
+
+
+def test_goodput_growth_prefers_the_job_with_less_attained_service() -> None:
+    curve = {1: 100.0, 2: 200.0, 3: 300.0}
+    old = job("old", max=4, running_on=["n1"], throughput=curve, created=1, attained_s=100_000.0)
+    new = job("new", max=4, running_on=["n1"], throughput=curve, created=2, attained_s=0.0)
+    nodes = [node("n1", gpus=4)]
+    las = plan(snap(nodes, [old, new], grow=True, service_scale_s=20_000.0), NOW)
+    assert las.decision("ns/new").target == 3 and las.decision("ns/old") is None  # type: ignore[union-attr]
+    flat = plan(snap(nodes, [old, new], grow=True, service_scale_s=0.0), NOW)  # equal weights: oldest first
+    assert flat.decision("ns/old").target == 3 and flat.decision("ns/new") is None  # type: ignore[union-attr]
+
+
+def test_new_job_without_measurements_grows_packed_on_one_node() -> None:
+    nodes = [node("a", gpus=4), node("b", gpus=4), node("c", gpus=1)]
+    s = snap(nodes, [job("j", max=8)], grow=True)
+    d = decision_of(s, "j")  # its minimum went to the tightest node ("c"); the grown size is placed as one gang
+    assert d.action is Action.ADMIT and d.target == 4 and len(set(d.add_nodes)) == 1
+    measured = snap(nodes, [job("j", max=8, throughput={1: 10.0, 2: 20.0})], grow=True)
+    assert decision_of(measured, "j").target == 8  # once it has reported, it may span nodes
+    off = snap(nodes, [job("j", max=8)], grow=True, first_on_one_node=False)
+    assert decision_of(off, "j").target == 8
+
+
 # -- bounds, back-off, determinism -----------------------------------------------------------------------------
 
 

@@ -200,9 +200,12 @@ class Cluster:
             self.take(name, job.per_worker, chosen.count(name))
         return chosen
 
-    def place_one(self, job: Job, near: Iterable[str], exclude: frozenset[str] = frozenset()) -> str | None:
+    def place_one(
+        self, job: Job, near: Iterable[str], exclude: frozenset[str] = frozenset(), want: int = 1
+    ) -> str | None:
         """A node for one more worker: a node the job already uses (the one with most of its workers) if it has
-        room, else the tightest node with room. Reserves it."""
+        room, else the tightest node with room for `want` more (the job's workers to come stay together: spreading a
+        job over nodes costs throughput), else the roomiest. Reserves it."""
         index = self.shape(job)
         best: str | None = None
         seen: dict[str, int] = {}
@@ -213,7 +216,7 @@ class Cluster:
                 best = name
                 break
         if best is None:
-            best = index.best_fit(1, exclude)
+            best = index.best_fit(max(1, want), exclude) or index.largest(exclude)
         if best is not None:
             self.take(best, job.per_worker)
         return best

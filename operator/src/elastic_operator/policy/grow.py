@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from elastic_operator.policy.fit import Cluster
 from elastic_operator.policy.snapshot import Job, Settings
-from elastic_operator.policy.throughput import Curve, worth_rescaling
+from elastic_operator.policy.throughput import Curve, service_weight, worth_rescaling
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Candidate:
     fresh: bool  # admitted by this plan: no pause to pay
     exclude: frozenset[str] = frozenset()  # nodes it must leave alone (the blocked head's)
     curve: Curve | None = None
+    limit: int = 0  # growth stops here: max_workers, or one node's worth for a new job (set by `grow`)
     added: list[str] = field(default_factory=list)
 
     @property
@@ -37,11 +38,11 @@ def _score(c: Candidate, settings: Settings) -> tuple[float, float, str]:
     if settings.grow_mode == "fair":
         return (float(c.planned), c.job.created, c.job.key)
     assert c.curve is not None
-    return (-c.curve.marginal_gain(c.planned), c.job.created, c.job.key)
+    return (-c.curve.marginal_gain(c.planned) * service_weight(c.job, settings), c.job.created, c.job.key)
 
 
 def _wants_more(c: Candidate, settings: Settings) -> bool:
-    if c.planned >= c.job.max_workers:
+    if c.planned >= c.limit:
         return False
     assert c.curve is not None
     gain = c.curve.marginal_gain(c.planned)
@@ -63,7 +64,7 @@ def _share(cluster: Cluster, members: list[Candidate], settings: Settings) -> No
     while heap:
         _, i = heapq.heappop(heap)
         c = members[i]
-        node = cluster.place_one(c.job, [*c.nodes, *c.added], c.exclude)
+        node = cluster.place_one(c.job, [*c.nodes, *c.added], c.exclude, c.limit - c.planned)
         if node is None:
             continue
         c.added.append(node)
@@ -78,7 +79,7 @@ def _pays(c: Candidate, settings: Settings) -> bool:
 def _best_alone(cluster: Cluster, c: Candidate, settings: Settings) -> None:
     """Give `c` all it wants of the leftover, then keep the best-throughput prefix if it pays; else nothing."""
     while _wants_more(c, settings):
-        node = cluster.place_one(c.job, [*c.nodes, *c.added], c.exclude)
+        node = cluster.place_one(c.job, [*c.nodes, *c.added], c.exclude, c.limit - c.planned)
         if node is None:
             break
         c.added.append(node)
@@ -93,11 +94,28 @@ def _best_alone(cluster: Cluster, c: Candidate, settings: Settings) -> None:
         _undo(cluster, c)
 
 
+def _one_node(cluster: Cluster, c: Candidate) -> int:
+    """The most workers `c` could have on one node: what the roomiest node takes, counting its own workers there."""
+    index = cluster.shape(c.job)
+    own: dict[str, int] = {}
+    for name in c.nodes:
+        own[name] = own.get(name, 0) + 1
+    best = 0
+    roomiest = index.largest(c.exclude)
+    for name in {*own, *([roomiest] if roomiest else [])}:
+        if name not in c.exclude:
+            best = max(best, index.count.get(name, 0) + own.get(name, 0))
+    return best
+
+
 def grow(cluster: Cluster, candidates: list[Candidate], settings: Settings) -> None:
     """Fills `Candidate.added` (and reserves the nodes in `cluster`)."""
     for c in candidates:
         if c.curve is None:
             c.curve = Curve(c.job, settings)
+        c.limit = c.job.max_workers
+        if c.fresh and not c.job.throughput and settings.first_on_one_node:
+            c.limit = min(c.limit, max(c.size, _one_node(cluster, c)))
     for priority in sorted({c.job.priority for c in candidates}, reverse=True):
         members = [c for c in candidates if c.job.priority == priority]
         dropped: list[Candidate] = []

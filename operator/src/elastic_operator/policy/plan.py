@@ -249,6 +249,22 @@ class _Planner:
         return head, head_nodes
 
     # -- 3. grow -------------------------------------------------------------------------------------------------
+    def _packed(self, job: Job, nodes: tuple[str, ...], exclude: frozenset[str]) -> tuple[str, ...]:
+        """Where a just-admitted job's whole size goes: placed again as one gang (on one node if one takes it all,
+        else on as few as possible), since its minimum was placed before growth decided its size and a job spread
+        over more nodes than needed loses throughput to cross-node communication. The old nodes unless that spans
+        fewer."""
+        for name in nodes:
+            self.cluster.release(name, job.per_worker)
+        packed = self.cluster.place_gang(job, len(nodes), exclude)
+        if packed is not None and len(set(packed)) < len(set(nodes)):
+            return tuple(sorted(packed))
+        for name in packed or ():
+            self.cluster.release(name, job.per_worker)
+        for name in nodes:
+            self.cluster.take(name, job.per_worker)
+        return nodes
+
     def grow(self, head: Job | None, head_nodes: frozenset[str]) -> None:
         s = self.settings
         if not s.grow:
@@ -293,6 +309,7 @@ class _Planner:
             ]
             donors = rebalance(self.cluster, candidates, able, s)
         by_key = {j.key: j for j in self.jobs}
+        receivers = {key for d in donors for key in d.to}
         for d in donors:
             to = sorted(set(d.to), key=lambda k: (by_key[k].priority, k))
             self.decide(
@@ -312,11 +329,12 @@ class _Planner:
             before, after = c.curve.at(c.size), c.curve.at(c.planned)
             if c.fresh:
                 old = self.decisions[c.job.key]
+                placed = (*old.add_nodes, *c.added)  # repacked unless rebalance freed room for it on those nodes
                 self.decisions[c.job.key] = Decision(
                     c.job.key,
                     Action.ADMIT,
                     c.planned,
-                    add_nodes=(*old.add_nodes, *c.added),
+                    add_nodes=placed if c.job.key in receivers else self._packed(c.job, placed, c.exclude),
                     reason=f"{old.reason}; {len(c.added)} more ({s.grow_mode})",
                     inputs={**old.inputs, "min_workers": c.size},
                 )

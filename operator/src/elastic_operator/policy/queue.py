@@ -1,13 +1,16 @@
 """Queue order: priority, then age, with aging so that a low-priority job cannot wait forever.
 
-A queued job's effective priority is `priority + aging_per_hour * hours waited` (since it entered the queue); the
-queue is sorted by effective priority (high first), then by when it entered the queue (old first), then by key.
+A queued job's effective priority is `priority + aging_per_hour * hours waited` (since it entered the queue). The
+queue is sorted by its whole part (the class, high first; aging lifts a waiting job one class per point), then by
+least attained service (a job that has run less goes first within its class, as in Tiresias: short jobs are not
+stuck behind long ones that were requeued), then by when it entered the queue (old first), then by key.
 Aging orders the queue only: reclaim always compares base priorities, so an aged job never preempts work of a
 higher class.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from elastic_operator.policy.snapshot import Job, Phase, Settings
@@ -32,9 +35,13 @@ def effective_priority(job: Job, now: float, settings: Settings) -> float:
 
 
 def order(jobs: tuple[Job, ...] | list[Job], now: float, settings: Settings) -> list[Job]:
-    """The queued jobs of `jobs`, head first."""
+    """The queued jobs of `jobs`, head first: by class (whole points of effective priority), then least attained
+    service, then longest waiting."""
     queued = [j for j in jobs if j.phase is Phase.QUEUED]
-    return sorted(queued, key=lambda j: (-effective_priority(j, now, settings), j.waiting_since, j.key))
+    return sorted(
+        queued,
+        key=lambda j: (-math.floor(effective_priority(j, now, settings)), j.attained_s, j.waiting_since, j.key),
+    )
 
 
 def entries(queue: list[Job], now: float, settings: Settings) -> tuple[QueueEntry, ...]:

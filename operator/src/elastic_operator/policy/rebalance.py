@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from elastic_operator.policy.fit import Cluster
 from elastic_operator.policy.grow import Candidate
 from elastic_operator.policy.snapshot import Job, Settings, Worker
-from elastic_operator.policy.throughput import Curve, cooldown
+from elastic_operator.policy.throughput import Curve, cooldown, service_weight
 
 
 @dataclass
@@ -49,13 +49,15 @@ def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], 
     for c in recipients:
         if c.curve is None:
             c.curve = Curve(c.job, settings)
+        if not c.limit:
+            c.limit = c.job.max_workers
 
     def gain(c: Candidate) -> float:
         assert c.curve is not None
-        return -float(c.planned) if fair else c.curve.marginal_gain(c.planned)
+        return -float(c.planned) if fair else c.curve.marginal_gain(c.planned) * service_weight(c.job, settings)
 
     def loss(d: Donor) -> float:
-        return -float(d.planned) if fair else d.curve.marginal_gain(d.planned - 1)
+        return -float(d.planned) if fair else d.curve.marginal_gain(d.planned - 1) * service_weight(d.job, settings)
 
     def beats(g: float, lost: float) -> bool:
         if fair:  # g = -recipient size, lost = -donor size: move while the donor has 2 or more workers more
@@ -64,7 +66,7 @@ def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], 
 
     # donors sorted by what their last worker is worth; recipients in a heap by what one more would be worth
     ladder = sorted((loss(d), d.job.key, i) for i, d in enumerate(pool) if d.planned > d.job.min_workers)
-    heap = [(-gain(c), c.job.created, c.job.key, i) for i, c in enumerate(recipients) if c.planned < c.job.max_workers]
+    heap = [(-gain(c), c.job.created, c.job.key, i) for i, c in enumerate(recipients) if c.planned < c.limit]
     heapq.heapify(heap)
     while heap and ladder:
         neg, _, _, ci = heapq.heappop(heap)
@@ -99,7 +101,7 @@ def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], 
         _, key, di = ladder.pop(pos)
         if d.planned > d.job.min_workers:
             bisect.insort(ladder, (loss(d), key, di))
-        if c.planned < c.job.max_workers:
+        if c.planned < c.limit:
             heapq.heappush(heap, (-gain(c), c.job.created, c.job.key, ci))
     moved = [d for d in pool if d.removed]
     if not moved:

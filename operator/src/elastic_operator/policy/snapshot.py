@@ -86,6 +86,7 @@ class Job:
     throughput: Mapping[int, float] = field(default_factory=dict)  # measured samples/s by worker count
     queued_since: float | None = None  # when it (re-)entered the queue; None: `created`
     busy: bool = False  # a start or rescale is still in progress: its capacity counts, the policy leaves it alone
+    attained_s: float = 0.0  # worker-seconds of service so far (every run, pauses included): least attained first
 
     @property
     def size(self) -> int:
@@ -116,6 +117,8 @@ class Settings:
     min_marginal_gain: float = 0.01  # goodput mode: a worker must add at least this (in 1-worker speedups)
     rebalance: bool = True  # move workers from jobs that gain little to jobs that gain much (needs grow)
     rebalance_margin: float = 0.5  # a moved worker must gain this fraction more than it loses
+    first_on_one_node: bool = True  # a job without measurements grows at admission only as far as one node takes
+    service_scale_s: float = 20000.0  # goodput: a job's gains weigh scale / (scale + attained_s); 0: all weigh 1
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,19 @@ def estimate(job: Job, n: int, settings: Settings) -> float:
     return Curve(job, settings).at(n)
 
 
+def service_weight(job: Job, settings: Settings) -> float:
+    """How much a worker's gain for `job` counts against other jobs' (goodput mode): `S / (S + attained_s)`.
+
+    Least attained service first (Tiresias' idea, continuous instead of discrete queues): job lengths are
+    heavy-tailed, so a job that has had little service is likely to be short and finish soon with a bit more, and
+    average completion time falls when short jobs are not held back by long ones. Every job keeps at least its
+    minimum, so a long job slows down but never stops. `S = 0` weighs every job the same."""
+    scale = settings.service_scale_s
+    if scale <= 0:
+        return 1.0
+    return scale / (scale + max(0.0, job.attained_s))
+
+
 def cooldown(job: Job, settings: Settings) -> float:
     return settings.cooldown_s if job.cooldown_s is None else job.cooldown_s
 
