@@ -16,6 +16,9 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from elastic_operator.api.common import Condition
+from elastic_operator.api.trainingjob import TrainingJobStatus
+from elastic_operator.api.validation import parse_status, status_issues
 from elastic_operator.config import OperatorSettings
 from elastic_operator.k8s.client import KubeClient
 from elastic_operator.k8s.facts import pod_facts
@@ -53,6 +56,7 @@ class Controller:
     sweeps: SweepController | None = None
     _infra_done: set[tuple[Key, str]] = field(default_factory=set)  # (job, uid) whose secret/service exist
     _invalid_seen: dict[Key, str] = field(default_factory=dict)
+    _status_issues_seen: dict[Key, str] = field(default_factory=dict)
 
     # -- queries used by the report endpoint ---------------------------------------------------------------------
 
@@ -105,7 +109,11 @@ class Controller:
                 continue
             ctx = parse_job(obj)
             if ctx.errors:
-                await self._mark_invalid(key, obj, ctx.errors)
+                try:
+                    await self._mark_invalid(key, obj, ctx.errors)
+                except ApiException as exc:  # said again next round (the job is skipped either way)
+                    self.metrics.apply_errors.labels("api").inc()
+                    log.warning("marking %s/%s invalid failed: %s %s", *key, exc.status, exc.reason)
                 continue
             self._invalid_seen.pop(key, None)
             contexts[key] = ctx
@@ -122,6 +130,9 @@ class Controller:
             except ApiException as exc:
                 self.metrics.apply_errors.labels("api").inc()
                 log.warning("reconciling %s/%s failed: %s %s", *key, exc.status, exc.reason)
+            except Exception:  # a bug triggered by one job's data must not stop every other job
+                self.metrics.apply_errors.labels("job").inc()
+                log.exception("reconciling %s/%s failed; retrying next round", *key)
 
     async def _reconcile(
         self,
@@ -134,8 +145,9 @@ class Controller:
     ) -> None:
         ns, name = key
         obj = ctx.obj
-        status = obj.get("status") or {}
+        status = _object(obj.get("status"))
         rt = from_status(status)
+        await self._say_status_issues(key, obj)
         inputs = Inputs(
             spec=ctx.facts,
             runtime=rt,
@@ -160,8 +172,8 @@ class Controller:
             if change.change.action in ("grow", "shrink", "requeue"):
                 self.metrics.rescales.labels(change.change.action, change.reason_code).inc()
         elif queue is not None and step.runtime.phase == "Queued":
-            patch["lastDecision"] = {**queue, "time": (status.get("lastDecision") or {}).get("time") or iso(now)}
-        patch["conditions"] = _conditions(status.get("conditions") or [], step.runtime.phase, obj, now)
+            patch["lastDecision"] = {**queue, "time": _object(status.get("lastDecision")).get("time") or iso(now)}
+        patch["conditions"] = _conditions(status.get("conditions"), step.runtime.phase, obj, now)
         for cause in ("workerFailed", "workerLost", "rendezvousLost"):
             delta = step.runtime.restarts.get(cause, 0) - rt.restarts.get(cause, 0)
             if delta > 0:
@@ -227,16 +239,32 @@ class Controller:
             self.metrics.apply_errors.labels("event").inc()
             log.debug("event for %s/%s not posted: %s", job.namespace, job.name, exc.reason)
 
+    async def _say_status_issues(self, key: Key, obj: JSON) -> None:
+        """A status field that does not parse (an older operator, a second writer) was read as its default; say
+        which, once per job and message: the status patch that follows rewrites the fields the controller owns."""
+        issues = status_issues(TrainingJobStatus, obj.get("status"))
+        if not issues:
+            self._status_issues_seen.pop(key, None)
+            return
+        message = "; ".join(f"{path}: {msg}" for path, msg in issues)[:2000]
+        if self._status_issues_seen.get(key) == message:
+            return
+        self._status_issues_seen[key] = message
+        log.warning("%s/%s: status fields ignored (defaults used): %s", *key, message)
+        job = render.JobRef(key[0], key[1], str(obj["metadata"]["uid"]))
+        await self._event(job, "Warning", "InvalidStatus", f"status fields ignored (defaults used): {message}")
+
     async def _mark_invalid(self, key: Key, obj: JSON, errors: list[tuple[str, str]]) -> None:
+        """Phase Failed, an InvalidSpec condition naming every offending field, and a Warning event: written once
+        per job and message (the watch event of our own patch must not write it again: no retry storm)."""
         message = "; ".join(f"{path}: {msg}" for path, msg in errors)[:2000]
         if self._invalid_seen.get(key) == message:
             return  # reported already: no retry storm
-        self._invalid_seen[key] = message
         ns, name = key
         job = render.JobRef(ns, name, str(obj["metadata"]["uid"]))
         now = self.clock()
-        status = obj.get("status") or {}
-        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "InvalidSpec"]
+        status = _object(obj.get("status"))
+        conditions = [c for c in _valid_conditions(status.get("conditions")) if c.get("type") != "InvalidSpec"]
         conditions.append(
             {
                 "type": "InvalidSpec",
@@ -249,6 +277,7 @@ class Controller:
         )
         patch = {"status": {"phase": "Failed", "message": f"invalid spec: {message}", "conditions": conditions}}
         await self.client.patch_status("TrainingJob", ns, name, patch)
+        self._invalid_seen[key] = message  # after the write: a failed write is tried again next round
         await self._event(job, "Warning", "InvalidSpec", message)
 
     async def _ttl(self, job: render.JobRef, obj: JSON, completion: float | None, now: float) -> None:
@@ -286,7 +315,7 @@ class Controller:
     def _export_gauges(self, contexts: dict[Key, JobContext], info: JSON) -> None:
         phases: dict[str, int] = {}
         for ctx in contexts.values():
-            phase = (ctx.obj.get("status") or {}).get("phase") or "Queued"
+            phase = from_status(ctx.obj.get("status")).phase
             phases[phase] = phases.get(phase, 0) + 1
         for phase in ("Queued", "Starting", "Running", "Rescaling", "Succeeded", "Failed", "Suspended"):
             self.metrics.jobs.labels(phase).set(phases.get(phase, 0))
@@ -297,7 +326,21 @@ class Controller:
             self.metrics.workers_allocated.labels(resource).set(value)
 
 
-def _conditions(existing: list[JSON], phase: str, obj: JSON, now: float) -> list[JSON]:
+def _object(value: Any) -> JSON:
+    """A status (or part of one) as an object: anything else reads as empty."""
+    return value if isinstance(value, dict) else {}
+
+
+def _valid_conditions(value: Any) -> list[JSON]:
+    """The entries of a stored conditions list that are conditions (others are dropped by the next write)."""
+    return (
+        [c for c in value if isinstance(c, dict) and parse_status(Condition, c) is not None]
+        if isinstance(value, list)
+        else []
+    )
+
+
+def _conditions(existing: Any, phase: str, obj: JSON, now: float) -> list[JSON]:
     """Kubernetes-style conditions derived from the phase: Admitted, Running, Succeeded, Failed (+ no InvalidSpec)."""
     wanted = {
         "Admitted": phase not in ("Queued", "Suspended"),
@@ -307,7 +350,7 @@ def _conditions(existing: list[JSON], phase: str, obj: JSON, now: float) -> list
         "Succeeded": phase == "Succeeded",
         "Failed": phase == "Failed",
     }
-    by_type = {c.get("type"): c for c in existing if c.get("type") != "InvalidSpec"}
+    by_type = {c.get("type"): c for c in _valid_conditions(existing) if c.get("type") != "InvalidSpec"}
     out: list[JSON] = []
     for ctype, truth in wanted.items():
         status = "True" if truth else "False"

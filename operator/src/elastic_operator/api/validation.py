@@ -103,6 +103,21 @@ def parse_status(model: type[M], raw: Any) -> M | None:
         return None
 
 
+def status_issues(model: type[M], raw: Any) -> list[Issue]:
+    """(field path from `status`, message) for every field of a stored status that does not parse, e.g.
+    `status.controller.placement[0].slot`. The operator reads such a status leniently (defaults for what does not
+    parse) and says once which fields it ignored; its next status write repairs them."""
+    if raw is None:
+        return []
+    if not isinstance(raw, Mapping):
+        return [("status", "not an object")]
+    try:
+        model.model_validate(raw)
+    except ValidationError as exc:
+        return issues_from(exc, raw, "status")
+    return []
+
+
 def trainingjob_issues(obj: Mapping[str, Any]) -> list[Issue]:
     """Just the issues of validate_trainingjob (empty when the object is valid)."""
     return validate_trainingjob(obj)[1]

@@ -6,6 +6,7 @@ to the JSON stored in the API server, so an operator restart resumes exactly whe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,6 +19,7 @@ SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 SUSPENDED = "Suspended"
 TERMINAL = frozenset({SUCCEEDED, FAILED})
+PHASES = (QUEUED, STARTING, RUNNING, RESCALING, SUCCEEDED, FAILED, SUSPENDED)
 
 # restart causes; only WORKER_FAILED consumes the failure budget
 WORKER_FAILED = "workerFailed"
@@ -86,18 +88,65 @@ class JobRuntime:
         return replace(self, rescales=counts, last_rescale_time=now)
 
 
+MAX_COUNT = 2**53
+"""Counters and slot numbers above this are not ours (JSON readers lose precision; the API server caps at int64)."""
+MAX_TS = 253402300799.0
+"""9999-12-31T23:59:59Z: later (or negative) times cannot be written back as RFC 3339."""
+
+
 def _ts(value: Any) -> float | None:
-    if value is None or value == "":
+    """A time from status: RFC 3339 text or seconds; None when absent or not a time (never raises)."""
+    if value is None or value == "" or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
-    from datetime import datetime
+        ts = float(value)
+    elif isinstance(value, str):
+        from datetime import datetime
 
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        try:
+            ts = datetime.fromisoformat(value.upper().replace("Z", "+00:00")).timestamp()
+        except (ValueError, OverflowError):
+            return None
+    else:
+        return None
+    return ts if 0.0 <= ts <= MAX_TS else None
 
 
 def _float(value: Any) -> float | None:
-    return None if value is None or value == "" else float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and 0 <= value <= MAX_COUNT else None
+
+
+def _count(value: Any, default: int = 0) -> int:
+    """A non-negative integer from status, else `default` (a float, text or negative number is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        return default
+    return value
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _map(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _slots(items: Any) -> list[Mapping[str, Any]]:
+    """The entries of a slot list that are objects with a valid slot number, first of each number only."""
+    seen: set[int] = set()
+    out = []
+    for item in _items(items):
+        slot = _count(item.get("slot"), -1) if isinstance(item, Mapping) else -1
+        if slot >= 0 and slot not in seen:
+            seen.add(slot)
+            out.append(item)
+    return out
 
 
 def iso(ts: float | None) -> str | None:
@@ -109,30 +158,37 @@ def iso(ts: float | None) -> str | None:
 
 
 def from_status(status: Mapping[str, Any] | None) -> JobRuntime:
-    """Read the controller's part of a TrainingJob status (missing fields take their defaults)."""
-    s = dict(status or {})
-    ctl = dict(s.get("controller") or {})
+    """Read the controller's part of a TrainingJob status (missing fields take their defaults).
+
+    Never raises: status comes back from the API server and may have been written by an older operator or a second
+    writer. A field that does not parse takes its default (an entry of a list is dropped), so the next status write
+    repairs it; `api.validation.trainingjob_status_issues` names such fields for the Warning event."""
+    s = _map(status)
+    ctl = _map(s.get("controller"))
+    phase = s.get("phase")
     return JobRuntime(
-        phase=str(s.get("phase") or QUEUED),
-        rescale_generation=int(s.get("rescaleGeneration") or 0),
+        phase=phase if phase in PHASES else QUEUED,
+        rescale_generation=_count(s.get("rescaleGeneration")),
         placement=tuple(
-            Slot(int(p["slot"]), str(p["node"]), bool(p.get("seen", False))) for p in ctl.get("placement") or []
+            Slot(p["slot"], p["node"], p.get("seen") is True)
+            for p in _slots(ctl.get("placement"))
+            if isinstance(p.get("node"), str)
         ),
-        members=tuple(int(m) for m in ctl.get("members") or []),
-        leaving=tuple(Leaving(int(x["slot"]), float(_ts(x.get("since")) or 0.0)) for x in ctl.get("leaving") or []),
-        next_slot=int(ctl.get("nextSlot") or 0),
-        rendezvous_pod=str(ctl.get("rendezvousPod") or ""),
-        rendezvous_seen=bool(ctl.get("rendezvousSeen", False)),
-        rendezvous_count=int(ctl.get("rendezvousCount") or 0),
-        restarts={k: int(v) for k, v in (s.get("restarts") or {}).items() if v},
-        rescales={k: int(v) for k, v in (s.get("rescales") or {}).items() if v},
-        recent_failures=tuple(float(_ts(t) or 0.0) for t in ctl.get("recentFailures") or []),
+        members=tuple(dict.fromkeys(m for m in _items(ctl.get("members")) if _count(m, -1) >= 0)),
+        leaving=tuple(Leaving(x["slot"], _ts(x.get("since")) or 0.0) for x in _slots(ctl.get("leaving"))),
+        next_slot=_count(ctl.get("nextSlot")),
+        rendezvous_pod=_text(ctl.get("rendezvousPod")),
+        rendezvous_seen=ctl.get("rendezvousSeen") is True,
+        rendezvous_count=_count(ctl.get("rendezvousCount")),
+        restarts={k: _count(v) for k, v in _map(s.get("restarts")).items() if k in RESTART_CAUSES and _count(v)},
+        rescales={k: _count(v) for k, v in _map(s.get("rescales")).items() if k in RESCALE_KINDS and _count(v)},
+        recent_failures=tuple(t for t in map(_ts, _items(ctl.get("recentFailures"))) if t is not None),
         start_time=_ts(s.get("startTime")),
         completion_time=_ts(s.get("completionTime")),
         last_rescale_time=_ts(s.get("lastRescaleTime")),
         generation_started=_ts(ctl.get("generationStarted")),
         last_rescale_pause_s=_float(s.get("lastRescalePauseSeconds")),
-        message=str(s.get("message") or ""),
+        message=_text(s.get("message")),
     )
 
 

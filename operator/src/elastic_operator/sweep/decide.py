@@ -18,8 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from pydantic import ValidationError
+
+from elastic_operator.api.common import Condition
 from elastic_operator.api.tuningsweep import (
     MAX_INTERMEDIATE,
+    MAX_TRIALS,
     BestTrial,
     TrialCounts,
     TrialRecord,
@@ -27,6 +31,7 @@ from elastic_operator.api.tuningsweep import (
     TuningSweepStatus,
     trial_name,
 )
+from elastic_operator.api.validation import parse_status
 from elastic_operator.sweep import space, study
 from elastic_operator.sweep.space import Params
 from elastic_operator.sweep.trials import PRIORITY_BUMP, TrialJob, from_job
@@ -160,7 +165,9 @@ def decide(
     jobs: dict[int, TrialJob] = {}
     for t in trials:
         seen = t if isinstance(t, TrialJob) else from_job(t)
-        if seen.number is not None and seen.name == trial_name(name, seen.number):
+        # numbers from MAX_TRIALS on are no trial of ours (a sweep never creates them; recording one would make
+        # a status the API server refuses): such a job is left alone
+        if seen.number is not None and seen.number < MAX_TRIALS and seen.name == trial_name(name, seen.number):
             jobs[seen.number] = seen
     events: list[SweepEvent] = []
     records: dict[int, TrialRecord] = {r.number: r.model_copy(deep=True) for r in prev.trials}
@@ -172,7 +179,10 @@ def decide(
             continue
         recorded = dict(orphan.params_text or {})
         fits = space.parse(spec, recorded) is not None
-        records[number] = TrialRecord(number=number, params=recorded, state="Pending" if fits else "Failed")
+        try:
+            records[number] = TrialRecord(number=number, params=recorded, state="Pending" if fits else "Failed")
+        except ValidationError:  # its params annotation is not one we wrote: adopt it as failed, without them
+            records[number] = TrialRecord(number=number, params={}, state="Failed")
         next_number = max(next_number, number + 1)
         events.append(SweepEvent("Warning", "TrialAdopted", f"trial {orphan.name} had no record; adopted"))
 
@@ -468,7 +478,10 @@ def invalid_status(
     """The status patch and event for a sweep whose spec does not validate: phase Failed and an InvalidSpec
     condition naming every offending field. Trials already recorded are left alone."""
     message = "; ".join(f"{path}: {msg}" for path, msg in issues)[:2000] or "invalid spec"
-    existing = list((raw_status or {}).get("conditions") or [])
+    raw = raw_status if isinstance(raw_status, Mapping) else {}
+    stored = raw.get("conditions")
+    # a stored entry that is no condition (an older operator, a second writer) is dropped, not copied back
+    existing = [c for c in stored if parse_status(Condition, c) is not None] if isinstance(stored, list) else []
     others = [c for c in existing if c.get("type") != "InvalidSpec"]
     old = next((c for c in existing if c.get("type") == "InvalidSpec"), None)
     cond = {

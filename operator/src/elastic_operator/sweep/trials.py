@@ -9,6 +9,7 @@ records the trial's parameters on the job itself, so a trial whose record was lo
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,12 +52,21 @@ class TrialJob:
         return self.phase in ("Succeeded", "Failed")
 
 
+def _map(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _count(value: Any) -> int | None:
+    """A non-negative integer progress counter, else None (a trial's status is read, never trusted)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**53 else None
+
+
 def gpus(resources: Mapping[str, Any]) -> float:
     """GPUs of one worker: every resource whose name ends in `gpu` (nvidia.com/gpu, amd.com/gpu), from limits,
     else requests."""
     total = 0.0
     for section in ("limits", "requests"):
-        values = resources.get(section) or {}
+        values = _map(resources.get(section))
         found = [v for k, v in values.items() if str(k).endswith("gpu")]
         if found:
             for v in found:
@@ -67,44 +77,45 @@ def gpus(resources: Mapping[str, Any]) -> float:
 
 
 def from_job(obj: Mapping[str, Any]) -> TrialJob:
-    """A trial's TrainingJob JSON -> TrialJob. Tolerates missing or partial status."""
-    meta = obj.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    annotations = meta.get("annotations") or {}
+    """A trial's TrainingJob JSON -> TrialJob. Tolerates missing, partial or malformed status, labels and
+    annotations (a field of the wrong type reads as absent): one odd trial must not stop its sweep."""
+    meta = _map(obj.get("metadata"))
+    labels = _map(meta.get("labels"))
+    annotations = _map(meta.get("annotations"))
     number: int | None
-    try:
-        number = int(labels.get(TRIAL_LABEL, ""))
-    except ValueError:
-        number = None
-    status = obj.get("status") or {}
-    progress = status.get("progress") or {}
-    spec = obj.get("spec") or {}
-    resources = (spec.get("template") or {}).get("resources") or {}
+    label = labels.get(TRIAL_LABEL)
+    number = int(label) if isinstance(label, str) and label.isascii() and label.isdigit() else None
+    status = _map(obj.get("status"))
+    progress = _map(status.get("progress"))
+    spec = _map(obj.get("spec"))
+    resources = _map(_map(spec.get("template")).get("resources"))
     params: Mapping[str, str] | None = None
     raw = annotations.get(PARAMS_ANNOTATION)
-    if raw:
+    if raw and isinstance(raw, str):
         try:
             decoded = json.loads(raw)
             if isinstance(decoded, dict) and all(isinstance(v, str) for v in decoded.values()):
                 params = {str(k): v for k, v in decoded.items()}
-        except ValueError:
+        except (ValueError, RecursionError):
             params = None
     metrics = {
         str(k): float(v)
-        for k, v in (progress.get("metrics") or {}).items()
-        if isinstance(v, int | float) and not isinstance(v, bool)
+        for k, v in _map(progress.get("metrics")).items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
     }
+    stop = annotations.get(STOP_ANNOTATION)
+    phase, message = status.get("phase"), status.get("message")
     return TrialJob(
         name=str(meta.get("name", "")),
         number=number,
-        phase=str(status.get("phase") or ""),
-        message=str(status.get("message") or ""),
-        epoch=progress.get("epoch") if progress else None,
-        step=progress.get("step") if progress else None,
+        phase=phase if isinstance(phase, str) else "",
+        message=message if isinstance(message, str) else "",
+        epoch=_count(progress.get("epoch")),
+        step=_count(progress.get("step")),
         metrics=metrics,
-        workers=int((status.get("workers") or {}).get("current") or 0),
+        workers=_count(_map(status.get("workers")).get("current")) or 0,
         gpus_per_worker=gpus(resources),
-        stop_reason=annotations.get(STOP_ANNOTATION),
+        stop_reason=stop if isinstance(stop, str) else None,
         promising=annotations.get(PROMISING_ANNOTATION) == "true",
         params_text=params,
         deleting=bool(meta.get("deletionTimestamp")),
