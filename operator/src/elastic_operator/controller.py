@@ -26,6 +26,7 @@ from elastic_operator.k8s.jobs import JobContext, parse_job
 from elastic_operator.k8s.snapshot import Throughputs, plan_changes
 from elastic_operator.k8s.sweeps import SweepController
 from elastic_operator.k8s.view import ClusterView, Key
+from elastic_operator.k8s.written import WrittenStatus
 from elastic_operator.lifecycle.directive import directive_for
 from elastic_operator.lifecycle.state import TERMINAL, JobRuntime, from_status, iso, to_status
 from elastic_operator.lifecycle.step import Inputs, PodFacts, Step, Timeouts, advance, worker_pod_name
@@ -56,6 +57,8 @@ class Controller:
     sweeps: SweepController | None = None
     _infra_done: set[tuple[Key, str]] = field(default_factory=set)  # (job, uid) whose secret/service exist
     _invalid_seen: dict[Key, str] = field(default_factory=dict)
+    written: WrittenStatus = field(default_factory=WrittenStatus)  # our last status per job (k8s/written.py)
+    _rolled_back: set[Key] = field(default_factory=set)  # jobs whose status another writer put back: rewrite it
     _status_issues_seen: dict[Key, str] = field(default_factory=dict)
 
     # -- queries used by the report endpoint ---------------------------------------------------------------------
@@ -66,6 +69,8 @@ class Controller:
 
     def directive(self, namespace: str, name: str, pod: str) -> contract.Directive:
         job = self.view.jobs.get((namespace, name))
+        if job is not None:
+            job, _ = self.written.fresh((namespace, name), job, quiet=True)
         rt = from_status((job or {}).get("status"))
         pod_obj = self.view.pods.get((namespace, pod))
         slot = pod_facts(pod_obj).slot if pod_obj else None
@@ -104,9 +109,12 @@ class Controller:
             log.warning("sweep round failed: %s %s", exc.status, exc.reason)
         started = time.perf_counter()
         contexts: dict[Key, JobContext] = {}
-        for key, obj in list(self.view.jobs.items()):
-            if not self.managed(key) or obj.get("metadata", {}).get("deletionTimestamp"):
+        for key, watched in list(self.view.jobs.items()):
+            if not self.managed(key) or watched.get("metadata", {}).get("deletionTimestamp"):
                 continue
+            obj, rolled_back = self.written.fresh(key, watched)
+            if rolled_back:
+                self._rolled_back.add(key)
             ctx = parse_job(obj)
             if ctx.errors:
                 try:
@@ -124,6 +132,7 @@ class Controller:
         self.metrics.plan_duration.observe(time.perf_counter() - started)
         self._export_gauges(contexts, snapshot_info)
         self.reports.forget(set(contexts))
+        self.written.forget(set(contexts))
         for key, ctx in contexts.items():
             try:
                 await self._reconcile(key, ctx, pods_by_job.get(key, []), changes.get(key), queue_info.get(key), now)
@@ -178,8 +187,11 @@ class Controller:
             delta = step.runtime.restarts.get(cause, 0) - rt.restarts.get(cause, 0)
             if delta > 0:
                 self.metrics.restarts.labels(cause).inc(delta)
-        if _differs(status, patch):
-            await self.client.patch_status("TrainingJob", ns, name, {"status": patch})
+        rewrite = key in self._rolled_back  # another writer put back an older status: ours goes back in
+        self._rolled_back.discard(key)
+        if rewrite or _differs(status, patch):
+            stored = await self.client.patch_status("TrainingJob", ns, name, {"status": patch})
+            self.written.remember(key, stored)
         if step.runtime.phase in TERMINAL:
             await self._ttl(job, obj, step.runtime.completion_time, now)
 
