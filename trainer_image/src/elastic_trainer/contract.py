@@ -175,6 +175,9 @@ class Action(StrEnum):
 
 Name = Annotated[str, Field(min_length=1, max_length=253)]
 Metrics = dict[Annotated[str, Field(min_length=1, max_length=128)], float]
+MAX_COUNT: Final = 2**53
+"""Upper bound of a report's counters: the operator copies them into status (int64 on the API server; exact in
+every JSON reader up to 2**53). A larger number is refused with the field named, not stored."""
 
 
 class Report(BaseModel):
@@ -185,14 +188,18 @@ class Report(BaseModel):
     namespace: Name
     job: Name
     pod: Name
-    generation: int = Field(default=0, ge=0, description="generation acted on; 0 = none yet")
+    generation: int = Field(default=0, ge=0, le=MAX_COUNT, description="generation acted on; 0 = none yet")
     state: TrainerState
-    step: int = Field(default=0, ge=0, description="global optimizer steps done (the job's, not the pod's)")
-    epoch: int = Field(default=0, ge=0)
-    samples_per_s: float = Field(default=0.0, ge=0.0, description="the job's throughput (all ranks)")
-    world_size: int = Field(default=0, ge=0, description="ranks in the running generation")
+    step: int = Field(
+        default=0, ge=0, le=MAX_COUNT, description="global optimizer steps done (the job's, not the pod's)"
+    )
+    epoch: int = Field(default=0, ge=0, le=MAX_COUNT)
+    samples_per_s: float = Field(
+        default=0.0, ge=0.0, allow_inf_nan=False, description="the job's throughput (all ranks)"
+    )
+    world_size: int = Field(default=0, ge=0, le=MAX_COUNT, description="ranks in the running generation")
     metrics: Metrics = Field(default_factory=dict, max_length=64)
-    last_checkpoint_step: int | None = Field(default=None, ge=0)
+    last_checkpoint_step: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     failure_cause: str | None = Field(default=None, max_length=2048)
     pause_s: float | None = Field(
         default=None,
@@ -201,7 +208,9 @@ class Report(BaseModel):
         description="seconds this pod's training stood still before the current generation ran (stop, checkpoint, "
         "restart, rendezvous); None for a pod that had not trained before",
     )
-    timestamp: float = Field(default_factory=time.time, description="unix time the launcher built this report")
+    timestamp: float = Field(
+        default_factory=time.time, allow_inf_nan=False, description="unix time the launcher built this report"
+    )
 
     @field_validator("metrics")
     @classmethod

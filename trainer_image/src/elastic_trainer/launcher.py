@@ -190,6 +190,17 @@ class _Generation:
         return self.ready() or (self.control_dir / contract.CONTROL_PROGRESS_FILE).exists()
 
 
+def _count(value: int) -> int:
+    """A counter from the training code's progress, within what a report may hold (the operator refuses a report
+    with a negative or huge step rather than write it into status)."""
+    return min(max(value, 0), contract.MAX_COUNT)
+
+
+def _throughput(value: float) -> float:
+    """Training code may report an infinite or NaN throughput (a zero-length timing window): it reads as 0."""
+    return value if math.isfinite(value) and value >= 0 else 0.0
+
+
 class Launcher:
     """See the module docstring. ``current`` trains; ``next`` is a generation prepared while ``current`` still
     trains (started, rendezvoused, waiting for go); ``retiring`` have stopped on request and are exiting."""
@@ -251,10 +262,10 @@ class Launcher:
             pod=self.cfg.pod,
             generation=self.generation,
             state=self.state,
-            step=p.step,
-            epoch=p.epoch,
-            samples_per_s=p.samples_per_s if self.state == contract.TrainerState.RUNNING else 0.0,
-            world_size=p.world_size,
+            step=_count(p.step),
+            epoch=_count(p.epoch),
+            samples_per_s=_throughput(p.samples_per_s) if self.state == contract.TrainerState.RUNNING else 0.0,
+            world_size=_count(p.world_size),
             metrics={k: v for k, v in p.metrics.items() if math.isfinite(v)},
             last_checkpoint_step=self.last_checkpoint_step,
             failure_cause=self.failure_cause[-2000:] if self.failure_cause else None,

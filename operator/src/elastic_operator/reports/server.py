@@ -7,12 +7,14 @@ and costs no more than an HMAC. A malformed report gets 400 naming the offending
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
 from elastic_operator.lifecycle.step import ReportFacts
@@ -21,6 +23,7 @@ from elastic_operator.reports.tokens import token_matches
 from elastic_trainer import contract
 
 JobKey = tuple[str, str]
+log = logging.getLogger("elastic_operator.reports")
 MAX_BODY = 64 * 1024  # a report is a few hundred bytes; anything larger is refused before parsing
 
 
@@ -53,6 +56,26 @@ class ReportStore:
         for key in list(self.by_job):
             if key not in live_jobs:
                 del self.by_job[key]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer is JSON, errors included: aiohttp's own 404 (unknown path), 405 (wrong method) and 413 come
+    as text otherwise, which a launcher parsing the answer would report as a decode error, not as the problem."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response({"error": exc.reason}, status=exc.status, headers=_allow(exc))
+    except Exception:  # a bug: logged with its traceback, the client gets JSON and the server carries on
+        log.exception("report endpoint: unexpected error on %s %s", request.method, request.path)
+        return web.json_response({"error": "internal error"}, status=500)
+
+
+def _allow(exc: web.HTTPException) -> dict[str, str]:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else {}
 
 
 JobUidLookup = Callable[[str, str], str | None]
@@ -127,7 +150,7 @@ def build_app(
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
     app.router.add_post(contract.REPORT_ROUTE, handle)
     app.router.add_get("/healthz", healthz)
     return app

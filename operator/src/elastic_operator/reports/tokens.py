@@ -15,4 +15,6 @@ def job_token(key: bytes, job_uid: str) -> str:
 
 
 def token_matches(key: bytes, job_uid: str, presented: str) -> bool:
-    return hmac.compare_digest(job_token(key, job_uid), presented)
+    """Constant-time comparison of bytes: compare_digest refuses str with non-ASCII characters (TypeError), and a
+    header may carry any (the report endpoint answered such a token with a 500)."""
+    return hmac.compare_digest(job_token(key, job_uid).encode(), presented.encode("utf-8", "replace"))
