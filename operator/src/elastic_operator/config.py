@@ -23,6 +23,18 @@ class OperatorSettings(BaseSettings):
     planner_debounce_s: float = Field(
         default=0.3, ge=0, description="After a watched change, wait this long for more before planning."
     )
+    apply_concurrency: int = Field(
+        default=32,
+        ge=1,
+        description="How many jobs' API writes one planning round issues at once (bounded so a burst of decisions "
+        "does not flood the API server).",
+    )
+    queue_status_interval_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="How often a queued job's status.lastDecision is rewritten when only its queue position, the "
+        "queue depth or the free GPUs moved (one write per queued job each time).",
+    )
     report_host: str = Field(default="0.0.0.0", description="Address the report endpoint listens on.")
     report_port: int = Field(default=8080, ge=0, le=65535, description="Port of the report endpoint (0: any).")
     report_url: str = Field(

@@ -6,6 +6,7 @@ running it twice, or after an operator crash, converges to the same state. The h
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -59,6 +60,7 @@ class Controller:
     _invalid_seen: dict[Key, str] = field(default_factory=dict)
     written: WrittenStatus = field(default_factory=WrittenStatus)  # our last status per job (k8s/written.py)
     _rolled_back: set[Key] = field(default_factory=set)  # jobs whose status another writer put back: rewrite it
+    _queue_written: dict[Key, float] = field(default_factory=dict)  # when a queued job's status was last written
     _status_issues_seen: dict[Key, str] = field(default_factory=dict)
 
     # -- queries used by the report endpoint ---------------------------------------------------------------------
@@ -133,15 +135,25 @@ class Controller:
         self._export_gauges(contexts, snapshot_info)
         self.reports.forget(set(contexts))
         self.written.forget(set(contexts))
-        for key, ctx in contexts.items():
-            try:
-                await self._reconcile(key, ctx, pods_by_job.get(key, []), changes.get(key), queue_info.get(key), now)
-            except ApiException as exc:
-                self.metrics.apply_errors.labels("api").inc()
-                log.warning("reconciling %s/%s failed: %s %s", *key, exc.status, exc.reason)
-            except Exception:  # a bug triggered by one job's data must not stop every other job
-                self.metrics.apply_errors.labels("job").inc()
-                log.exception("reconciling %s/%s failed; retrying next round", *key)
+        # Jobs are independent once planned (capacity a job gives up is counted as used until its pods are gone),
+        # so their writes overlap: a round with hundreds of admissions waits for the API server's throughput, not
+        # for the sum of its round trips (bench/scale).
+        gate = asyncio.Semaphore(self.settings.apply_concurrency)
+
+        async def reconcile(key: Key, ctx: JobContext) -> None:
+            async with gate:
+                try:
+                    await self._reconcile(
+                        key, ctx, pods_by_job.get(key, []), changes.get(key), queue_info.get(key), now
+                    )
+                except ApiException as exc:
+                    self.metrics.apply_errors.labels("api").inc()
+                    log.warning("reconciling %s/%s failed: %s %s", *key, exc.status, exc.reason)
+                except Exception:  # a bug triggered by one job's data must not stop every other job
+                    self.metrics.apply_errors.labels("job").inc()
+                    log.exception("reconciling %s/%s failed; retrying next round", *key)
+
+        await asyncio.gather(*(reconcile(key, ctx) for key, ctx in contexts.items()))
 
     async def _reconcile(
         self,
@@ -189,11 +201,26 @@ class Controller:
                 self.metrics.restarts.labels(cause).inc(delta)
         rewrite = key in self._rolled_back  # another writer put back an older status: ours goes back in
         self._rolled_back.discard(key)
-        if rewrite or _differs(status, patch):
+        if rewrite or (_differs(status, patch) and not self._queue_news_only(key, status, patch, now)):
+            if step.runtime.phase == "Queued":
+                self._queue_written[key] = now
             stored = await self.client.patch_status("TrainingJob", ns, name, {"status": patch})
             self.written.remember(key, stored)
+            # Into the view at once: the next round must not see this job's new pods (another watch stream) with
+            # its old status, which would make them strays of a job that placed nothing.
+            self.view.observe("TrainingJob", "MODIFIED", stored)
         if step.runtime.phase in TERMINAL:
             await self._ttl(job, obj, step.runtime.completion_time, now)
+
+    def _queue_news_only(self, key: Key, status: JSON, patch: JSON, now: float) -> bool:
+        """A job still waiting in the queue whose only news is why (its position, the job ahead, the free GPUs):
+        rewritten at most every queue_status_interval_s. Every admission changes every queued job's explanation,
+        and a write per queued job per round made rounds grow with the queue (bench/scale: ~10 writes per job)."""
+        if patch.get("phase") != "Queued" or _changed_keys(status, patch) != ["lastDecision"]:
+            return False
+        if _object(status.get("lastDecision")).get("action") != patch["lastDecision"].get("action"):
+            return False
+        return now - self._queue_written.get(key, 0.0) < self.settings.queue_status_interval_s
 
     def _facts(self, pod: JSON) -> PodFacts:
         """A pod bound to a node that no longer exists is lost now, not when the pod GC gets to it (~1 min)."""
@@ -384,4 +411,18 @@ def _conditions(existing: Any, phase: str, obj: JSON, now: float) -> list[JSON]:
 
 
 def _differs(status: JSON, patch: JSON) -> bool:
-    return any(status.get(k) != v for k, v in patch.items())
+    return bool(_changed_keys(status, patch))
+
+
+def _changed_keys(status: JSON, patch: JSON) -> list[str]:
+    """The keys a merge patch would change. null deletes, so a None in the patch equals an absent field (else a
+    nested None, like controller.generationStarted of a queued job, made every round write every job again)."""
+    return [k for k, v in patch.items() if _without_nulls(status.get(k)) != _without_nulls(v)]
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value

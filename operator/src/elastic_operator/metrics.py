@@ -43,6 +43,19 @@ class OperatorMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
             registry=r,
         )
+        self.round_duration = Histogram(
+            f"{PREFIX}_round_duration_seconds",
+            "Time of one whole planning round: snapshot, plan(), and every API write it leads to.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30),
+            registry=r,
+        )
+        self.api_requests = Counter(
+            f"{PREFIX}_api_requests",
+            "Requests the operator's own client sent to the API server (kopf's watch streams aside), by method "
+            "and resource.",
+            ["method", "resource"],
+            registry=r,
+        )
         self.apply_errors = Counter(
             f"{PREFIX}_apply_errors", "Failed API writes while applying decisions.", ["kind"], registry=r
         )

@@ -28,6 +28,8 @@ SETTING_VALUES = {
     "report_url": ("operator", "reportUrl"),
     "metrics_port": ("operator", "ports", "metrics"),
     "health_port": ("operator", "ports", "health"),
+    "apply_concurrency": ("operator", "applyConcurrency"),
+    "queue_status_interval_s": ("operator", "queueStatusIntervalS"),
     "rescale_pause_s": ("operator", "rescalePauseS"),
     "grow_mode": ("operator", "growMode"),
     "shrink_deadline_s": ("operator", "shrinkDeadlineS"),

@@ -14,7 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from elastic_operator.controller import Controller
 from elastic_operator.handlers.context import OperatorContext
 from elastic_operator.k8s.client import KubeClient
-from elastic_operator.k8s.sync import initial_sync, resync_own_pods
+from elastic_operator.k8s.sync import list_foreign_pods, resync_own_pods
+from elastic_operator.k8s.watch import informers
 from elastic_operator.reports.server import ReportStore, build_app, serve
 
 log = logging.getLogger("elastic_operator")
@@ -29,12 +30,18 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
-    settings.batching.worker_limit = 64
     settings.scanning.disabled = True  # no CRD/namespace discovery: the RBAC grants neither
 
     client = await KubeClient.connect()
+    client.on_request = lambda method, resource: ctx.metrics.api_requests.labels(method, resource).inc()
     ctx.cleanups.append(client.close)
-    await initial_sync(client, ctx.view, list(cfg.namespaces))  # never plan on a half-filled view
+    watchers = informers(client, ctx.view, list(cfg.namespaces))
+    for informer in watchers:
+        ctx.tasks.append(asyncio.create_task(informer.run(), name=f"elastic-watch {informer.path}"))
+    for informer in watchers:  # never plan on a half-filled view
+        await informer.listed.wait()
+    if cfg.namespaces:
+        await list_foreign_pods(client, ctx.view, list(cfg.namespaces))
     store = ReportStore()
     controller = Controller(
         client=client,
@@ -107,7 +114,8 @@ async def _planner(ctx: OperatorContext, controller: Controller) -> None:
         await asyncio.sleep(cfg.planner_debounce_s)  # let a burst of watch events land before planning
         ctx.view.changed.clear()
         try:
-            await controller.run_round()
+            with ctx.metrics.round_duration.time():
+                await controller.run_round()
         except asyncio.CancelledError:
             raise
         except Exception:

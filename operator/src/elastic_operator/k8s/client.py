@@ -7,6 +7,7 @@ set of calls below (see charts/ and docs/operations.md).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes_asyncio import client, config
@@ -30,11 +31,26 @@ KINDS: dict[str, tuple[str, str]] = {
 }
 
 
-class KubeClient:
-    """One ApiClient for the whole operator process."""
+def resource_of(path: str) -> str:
+    """The resource a request path names, for counting: `pods`, `trainingjobs/status`, `nodes`."""
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    if "namespaces" in parts:
+        i = parts.index("namespaces")
+        rest = parts[i + 2 :] if len(parts) > i + 2 else ["namespaces"]
+    else:
+        rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if not rest:
+        return "other"
+    return rest[0] + (f"/{rest[2]}" if len(rest) > 2 else "")
 
-    def __init__(self, api: client.ApiClient) -> None:
+
+class KubeClient:
+    """One ApiClient for the whole operator process. `on_request(method, resource)` is told of every request
+    (the operator counts them: API requests per decision is a scale figure, see bench/scale)."""
+
+    def __init__(self, api: client.ApiClient, on_request: Callable[[str, str], None] | None = None) -> None:
         self.api = api
+        self.on_request = on_request
 
     @classmethod
     async def connect(cls, kubeconfig: str | None = None) -> KubeClient:
@@ -46,7 +62,14 @@ class KubeClient:
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except config.ConfigException:
             await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-        return cls(client.ApiClient(configuration))
+        api = client.ApiClient(configuration)
+        # kubernetes_asyncio's aiohttp session trusts the environment, so aiohttp looks for a .netrc in a worker
+        # thread before every request (a thread hop per call: ~1 ms each on a busy 2-core machine, bench/scale).
+        # Credentials come from the kubeconfig or the service account, never from .netrc.
+        session = getattr(api.rest_client, "pool_manager", None)
+        if session is not None and hasattr(session, "_trust_env"):
+            session._trust_env = False
+        return cls(api)
 
     async def close(self) -> None:
         await self.api.close()
@@ -55,6 +78,8 @@ class KubeClient:
         self, method: str, path: str, body: Any = None, *, content_type: str = "application/json", query: Any = None
     ) -> JSON:
         """One authenticated call; returns the decoded JSON body. Raises ApiException on HTTP errors."""
+        if self.on_request is not None:
+            self.on_request(method, resource_of(path))
         resp = await self.api.call_api(
             path,
             method,
@@ -72,6 +97,28 @@ class KubeClient:
             raise exc
         data: JSON = json.loads(raw) if raw else {}
         return data
+
+    async def open_stream(self, path: str, query: list[tuple[str, str]], timeout_s: float) -> Any:
+        """A streaming GET (a watch): the unread aiohttp response; the caller reads `.content` and releases it."""
+        if self.on_request is not None:
+            self.on_request("WATCH", resource_of(path))
+        resp = await self.api.call_api(
+            path,
+            "GET",
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+            _request_timeout=timeout_s,
+        )
+        if not 200 <= resp.status <= 299:
+            raw = await resp.read()
+            resp.release()
+            exc = ApiException(status=resp.status, reason=resp.reason)
+            exc.body = raw.decode(errors="replace")
+            raise exc
+        return resp
 
     @staticmethod
     def path(kind: str, namespace: str, name: str = "", sub: str = "") -> str:

@@ -1,8 +1,8 @@
-"""Initial listing and periodic resync of the view.
+"""Start-up listing outside the informers' scope, and the periodic resync of the view.
 
-The planner must not run on a half-filled view (a job's pods not yet seen would look lost), so start-up lists
-every watched kind once before the first round. A periodic resync of the operator's own pods removes any pod the
-watch missed a DELETED event for (the window between a list and a watch).
+The planner must not run on a half-filled view (a job's pods not yet seen would look lost), so start-up waits for
+every informer's first listing (k8s/watch.py). A periodic resync of the operator's own pods removes any pod the
+watch missed a DELETED event for.
 """
 
 from __future__ import annotations
@@ -12,14 +12,11 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from elastic_operator.k8s.client import GROUP, VERSION, KubeClient
+from elastic_operator.k8s.client import KubeClient
 from elastic_operator.k8s.view import ClusterView, key_of
 from elastic_operator.render.names import JOB_LABEL
 
 JSON = dict[str, Any]
-
-CLUSTER_LISTS = (("Node", "/api/v1/nodes"), ("Pod", "/api/v1/pods"))
-CUSTOM = (("TrainingJob", "trainingjobs"), ("TuningSweep", "tuningsweeps"))
 
 
 async def _list(client: KubeClient, path: str, deadline_s: float = 120.0) -> JSON:
@@ -38,23 +35,15 @@ async def _list(client: KubeClient, path: str, deadline_s: float = 120.0) -> JSO
         delay = min(delay * 2, 5.0)
 
 
-def _lists(namespaces: list[str]) -> list[tuple[str, str]]:
-    """Nodes and pods cluster-wide (capacity); our kinds cluster-wide, or per watched namespace (namespaced RBAC)."""
-    out = list(CLUSTER_LISTS)
-    for kind, plural in CUSTOM:
-        if namespaces:
-            out += [(kind, f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{plural}") for ns in namespaces]
-        else:
-            out.append((kind, f"/apis/{GROUP}/{VERSION}/{plural}"))
-    return out
-
-
-async def initial_sync(client: KubeClient, view: ClusterView, namespaces: list[str] | None = None) -> None:
-    for kind, path in _lists(list(namespaces or [])):
-        listing = await _list(client, path)
-        for item in listing.get("items", []):
-            item.setdefault("kind", kind)
-            view.observe(kind, None, item)
+async def list_foreign_pods(client: KubeClient, view: ClusterView, namespaces: list[str]) -> None:
+    """In namespaced mode the informers watch pods only in the watched namespaces; pods elsewhere still use the
+    nodes' capacity, so they are listed once at start-up (the scheduler sees their later changes; the policy does
+    not until a restart: docs/design.md, watch scope)."""
+    listing = await _list(client, "/api/v1/pods")
+    for item in listing.get("items", []):
+        if (item.get("metadata") or {}).get("namespace") not in namespaces:
+            item.setdefault("kind", "Pod")
+            view.observe("Pod", None, item)
 
 
 async def resync_own_pods(client: KubeClient, view: ClusterView) -> int:

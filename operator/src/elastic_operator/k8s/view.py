@@ -55,9 +55,32 @@ class ClusterView:
                 self._touch()
             return
         previous = store.get(key)
+        if previous is not None and _older(obj, previous):
+            return  # the controller already folded in its own newer write (see Controller._reconcile)
         store[key] = obj
         if previous is None or _meaningful_change(kind, previous, obj):
             self._touch()
+
+    def replace(self, kind: str, items: list[JSON], namespace: str | None = None) -> None:
+        """Fold a complete listing in: every item as seen now, and whatever the view held in that scope (one
+        namespace, or all when None) that the listing lacks is gone (its DELETED event was missed)."""
+        store = self._store(kind)
+        listed: set[Any] = set()
+        for obj in items:
+            listed.add(obj["metadata"]["name"] if kind == "Node" else key_of(obj))
+            self.observe(kind, None, obj)
+        for key in [k for k in store if k not in listed]:
+            if namespace is None or (isinstance(key, tuple) and key[0] == namespace):
+                del store[key]
+                self._touch()
+
+    def _store(self, kind: str) -> dict[Any, JSON]:
+        stores: dict[str, dict[Any, JSON]] = {
+            "Node": self.nodes, "Pod": self.pods, "TrainingJob": self.jobs, "TuningSweep": self.sweeps
+        }  # fmt: skip
+        if kind not in stores:
+            raise ValueError(f"unexpected kind {kind}")
+        return stores[kind]
 
     def job_pods(self, namespace: str, name: str) -> list[JSON]:
         return [
@@ -78,6 +101,14 @@ class ClusterView:
         for (ns, _), job in self.jobs.items():
             if ns == namespace and job.get("metadata", {}).get("labels", {}).get(SWEEP_LABEL) == sweep:
                 yield job
+
+
+def _older(new: JSON, old: JSON) -> bool:
+    """Whether `new` is an older version than `old`. resourceVersions are opaque to clients in general; the API
+    server hands out etcd revisions (integers), and only those are compared: anything else counts as newer."""
+    a = str(new.get("metadata", {}).get("resourceVersion", ""))
+    b = str(old.get("metadata", {}).get("resourceVersion", ""))
+    return a.isdigit() and b.isdigit() and int(a) < int(b)
 
 
 def _meaningful_change(kind: str, old: JSON, new: JSON) -> bool:
