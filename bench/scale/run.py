@@ -1,0 +1,340 @@
+"""`make bench-scale`: the real operator, API server, scheduler and kwok with 1,000 fake GPU nodes and 2,000
+TrainingJobs arriving in bursts. Measures admissions per second, capacity freed -> pods created (p50/p99), plan and
+round durations (p50/p99, from the operator's histograms), the operator's memory and its API requests per decision.
+Results: bench/results/scale.{json,md}. `--quick` runs a tenth of it (for development).
+
+Shape: every node has 2 GPUs; every job is a gang of 2 one-GPU workers (minWorkers = maxWorkers, so freed capacity
+goes to queued jobs, not to growing running ones); each worker pod exits 0 `--run-s` seconds after it runs (kwok
+stage annotations). The first half of the jobs fits at once (only the operator limits how fast it is admitted); the
+second half waits for capacity (how fast freed capacity is reused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.scale import analysis
+from bench.scale.watch import GROUP_PATH, Recorder, Session
+from hack.devcluster import DevCluster, FakeNode, wait_for
+from tests.support.operator import OperatorProcess
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+GPU = "nvidia.com/gpu"
+SELECTOR = ("bench", "scale")
+NAMESPACE = "scale"
+
+
+def job_manifest(name: str, workers: int, run_s: float) -> dict[str, Any]:
+    return {
+        "apiVersion": "elastic.training/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "minWorkers": workers,
+            "maxWorkers": workers,
+            "template": {
+                "image": "registry.invalid/trainer:0",
+                "command": ["python", "train.py"],
+                "resources": {"limits": {GPU: "1"}},
+                "nodeSelector": {SELECTOR[0]: SELECTOR[1]},
+                "annotations": {
+                    "kwok.elastic.training/exit-code": "0",
+                    "kwok.elastic.training/exit-after": f"{run_s}s",
+                },
+            },
+            "elasticity": {"rescaleCooldownSeconds": 0},
+            "ttlSecondsAfterFinished": 3600,
+        },
+    }
+
+
+def create_all(session: Session, path: str, bodies: list[dict[str, Any]], threads: int = 8) -> list[float]:
+    """POST every body with a few threads; returns when each one was created (monotonic)."""
+
+    def one(body: dict[str, Any]) -> float:
+        status = session.post(path, body)
+        if status not in (200, 201):
+            raise RuntimeError(f"POST {path} {body['metadata']['name']}: HTTP {status}")
+        return time.monotonic()
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, bodies))
+
+
+def ready_nodes(session: Session) -> int:
+    items = session.get("/api/v1/nodes", labelSelector=f"{SELECTOR[0]}={SELECTOR[1]}").get("items") or []
+    return sum(
+        1
+        for n in items
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in (n.get("status") or {}).get("conditions") or [])
+    )
+
+
+class MemorySampler(threading.Thread):
+    """Samples a process's resident set size (VmRSS) twice a second; VmHWM is the kernel's own peak."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_kib = 0
+        self.stop = threading.Event()
+
+    def status_kib(self, field: str) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        return 0
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            try:
+                self.peak_kib = max(self.peak_kib, self.status_kib("VmRSS"))
+            except OSError:
+                return
+
+
+def timelines(recorder: Recorder, workers: int) -> list[analysis.JobTimeline]:
+    out = []
+    for times in recorder.snapshot().values():
+        if times.submitted is None:
+            continue
+        created = sorted(times.worker_created.values())
+        done = sorted(times.worker_done.values())
+        out.append(
+            analysis.JobTimeline(
+                submitted=times.submitted,
+                admitted=times.admitted,
+                pods_created=created[workers - 1] if len(created) >= workers else None,
+                first_pod=created[0] if created else None,
+                finished=done[workers - 1] if len(done) >= workers else None,
+            )
+        )
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="100 nodes, 200 jobs (development)")
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--bursts", type=int, default=4)
+    parser.add_argument("--burst-interval-s", type=float, default=10.0)
+    parser.add_argument("--run-s", type=float, default=60.0, help="how long each worker pod runs")
+    parser.add_argument("--timeout-s", type=float, default=600.0)
+    parser.add_argument("--out", default="scale", help="results file stem under bench/results")
+    parser.add_argument("--keep-logs", default="", help="copy the operator log here")
+    args = parser.parse_args()
+    if args.quick:
+        args.nodes, args.jobs, args.run_s, args.burst_interval_s = 100, 200, 20.0, 5.0
+        if args.out == "scale":
+            args.out = "scale-quick"
+    gpus_per_node, workers = 2, 2
+    capacity_jobs = args.nodes * gpus_per_node // workers
+    load_start = os.getloadavg()
+    loads: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        started = time.monotonic()
+        cluster = DevCluster.start(Path(tmp) / "cluster")
+        try:
+            cluster.apply_crds()
+            session = Session(cluster)
+            nodes = [
+                FakeNode(f"scale-{i:04d}", gpus=gpus_per_node, cpu="32", labels={SELECTOR[0]: SELECTOR[1]}).manifest()
+                for i in range(args.nodes)
+            ]
+            create_all(session, "/api/v1/nodes", nodes)
+            wait_for(lambda: ready_nodes(session) >= args.nodes, timeout=300, interval=2, message="nodes Ready")
+            setup_s = time.monotonic() - started
+            print(f"{args.nodes} nodes Ready after {setup_s:.0f}s", flush=True)
+            namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+            session.post("/api/v1/namespaces", namespace)
+            wait_for(lambda: cluster.kubectl("get", "sa", "default", "-n", NAMESPACE, check=False).returncode == 0,
+                     timeout=60, message="default ServiceAccount")  # fmt: skip
+            log_path = Path(tmp) / "operator.log"
+            op = OperatorProcess(cluster, log_path, ["--namespaces", NAMESPACE,
+                                                     "--node-selector", f"{SELECTOR[0]}={SELECTOR[1]}"])  # fmt: skip
+            op.start(timeout=180)
+            assert op.proc is not None
+            memory = MemorySampler(op.proc.pid)
+            memory.start()
+            recorder = Recorder(cluster, NAMESPACE)
+            recorder.start()
+            before = analysis.scrape(op.metrics())
+            per_burst = -(-args.jobs // args.bursts)
+            names = [f"job-{i:05d}" for i in range(args.jobs)]
+            t0 = time.monotonic()
+            burst_starts = []
+            for b in range(args.bursts):
+                time.sleep(max(0.0, t0 + b * args.burst_interval_s - time.monotonic()))  # the arrival schedule
+                burst = names[b * per_burst : (b + 1) * per_burst]
+                burst_starts.append(time.monotonic() - t0)
+                done = create_all(
+                    session,
+                    f"{GROUP_PATH}/namespaces/{NAMESPACE}/trainingjobs",
+                    [job_manifest(n, workers, args.run_s) for n in burst],
+                )
+                for n, at in zip(burst, done, strict=True):
+                    recorder.submitted(n, at)
+                loads.append(os.getloadavg()[0])
+                print(f"burst {b + 1}: {len(burst)} jobs in {done[-1] - t0 - burst_starts[-1]:.1f}s", flush=True)
+
+            def finished() -> bool:
+                jobs = recorder.snapshot()
+                succeeded = sum(1 for j in jobs.values() if j.phase == "Succeeded")
+                failed = [n for n, j in jobs.items() if j.phase == "Failed"]
+                if failed:
+                    raise AssertionError(f"jobs failed: {failed[:5]}")
+                return succeeded >= args.jobs
+
+            deadline = time.monotonic() + args.timeout_s
+            timed_out = False
+            while not finished():
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    break
+                time.sleep(5)  # progress report interval
+                jobs = recorder.snapshot()
+                loads.append(os.getloadavg()[0])
+                print(f"t={time.monotonic() - t0:.0f}s admitted={sum(1 for j in jobs.values() if j.admitted)} "
+                      f"succeeded={sum(1 for j in jobs.values() if j.phase == 'Succeeded')} "
+                      f"rss={memory.peak_kib // 1024}MiB load={loads[-1]:.1f}", flush=True)  # fmt: skip
+            makespan = time.monotonic() - t0
+            after = analysis.scrape(op.metrics())
+            peak_hwm_kib = memory.status_kib("VmHWM")
+            memory.stop.set()
+            op.stop()
+            recorder.stop.set()
+            if args.keep_logs:
+                Path(args.keep_logs).write_bytes(log_path.read_bytes())
+        finally:
+            cluster.stop()
+    load_end = os.getloadavg()
+    lines = timelines(recorder, workers)
+    saturated = analysis.saturation_time(lines, capacity_jobs)
+    rate, rate_n = analysis.sustained_admission_rate(lines, saturated)
+    lat = analysis.capacity_to_pods(lines, saturated)
+    admitted = [j.admitted for j in lines if j.admitted is not None]
+    requests = analysis.delta(after, before, "elastic_training_api_requests_total")
+    decisions = analysis.delta(after, before, "elastic_training_decisions_total")
+    by_call: dict[str, float] = {}
+    for (name, labels), value in after.items():
+        if name == "elastic_training_api_requests_total":
+            key = " ".join(v for _, v in labels)
+            by_call[key] = value - before.get((name, labels), 0.0)
+
+    def r(x: float | None, nd: int = 3) -> float | None:
+        return None if x is None else round(x, nd)
+
+    result: dict[str, Any] = {
+        "config": {
+            **vars(args),
+            "gpus_per_node": gpus_per_node,
+            "workers_per_job": workers,
+            "capacity_jobs": capacity_jobs,
+            "planner_interval_s": 1.0,
+            "planner_debounce_s": 0.1,
+        },
+        "timed_out": timed_out,
+        "jobs_submitted": len(lines),
+        "jobs_admitted": len(admitted),
+        "jobs_succeeded": sum(1 for j in recorder.snapshot().values() if j.phase == "Succeeded"),
+        "makespan_s": r(makespan, 1),
+        "saturated_at_s": r(None if saturated is None else saturated - t0, 1),
+        "admissions_per_s_sustained": r(rate, 1),
+        "admissions_counted": rate_n,
+        "admissions_per_s_overall": r(len(admitted) / (max(admitted) - t0), 1) if admitted else None,
+        "admissions_per_5s": analysis.rate_timeline(admitted, t0),
+        "capacity_to_pods_s": {
+            "n": len(lat),
+            "p50": r(analysis.percentile(lat, 0.5)),
+            "p99": r(analysis.percentile(lat, 0.99)),
+            "max": r(max(lat) if lat else None),
+        },
+        "plan_duration_s": {
+            "rounds": analysis.delta(after, before, "elastic_training_plan_duration_seconds_count"),
+            "p50": r(analysis.histogram_quantile(after, before, "elastic_training_plan_duration_seconds", 0.5)),
+            "p99": r(analysis.histogram_quantile(after, before, "elastic_training_plan_duration_seconds", 0.99)),
+        },
+        "round_duration_s": {
+            "p50": r(analysis.histogram_quantile(after, before, "elastic_training_round_duration_seconds", 0.5)),
+            "p99": r(analysis.histogram_quantile(after, before, "elastic_training_round_duration_seconds", 0.99)),
+        },
+        "operator_memory_mib": {
+            "peak_rss_sampled": round(memory.peak_kib / 1024, 1),
+            "vm_hwm": round(peak_hwm_kib / 1024, 1),
+        },
+        "api_requests": requests,
+        "decisions": decisions,
+        "api_requests_per_decision": r(requests / decisions, 2) if decisions else None,
+        "api_requests_by_call": dict(sorted(by_call.items(), key=lambda kv: -kv[1])),
+        "watch_events_seen_by_bench": recorder.events,
+        "cluster_setup_s": round(setup_s, 1),
+        "load_average": {
+            "start": [round(x, 2) for x in load_start],
+            "end": [round(x, 2) for x in load_end],
+            "during_max_1m": max(loads, default=None),
+            "during_mean_1m": round(sum(loads) / len(loads), 2) if loads else None,
+        },
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "targets": {"admissions_per_s": 20, "capacity_to_pods_p99_s": 5, "memory_mib": 500},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{args.out}.md").write_text(markdown(result))
+    print(json.dumps({k: v for k, v in result.items() if k != "admissions_per_5s"}, indent=2))
+    return 1 if timed_out else 0
+
+
+def markdown(res: dict[str, Any]) -> str:
+    c = res["config"]
+    lat, plan, rnd = res["capacity_to_pods_s"], res["plan_duration_s"], res["round_duration_s"]
+    mem = res["operator_memory_mib"]
+    load = res["load_average"]
+
+    def ok(value: float | None, target: float, higher: bool = False) -> str:
+        if value is None:
+            return "n/a"
+        return "yes" if (value >= target if higher else value < target) else "**no**"
+
+    return (
+        "# Scale: the real operator on kwok nodes, jobs arriving in bursts\n\n"
+        f"{c['nodes']} kwok nodes x {c['gpus_per_node']} GPUs; {c['jobs']} TrainingJobs (gangs of "
+        f"{c['workers_per_job']} one-GPU workers, minWorkers = maxWorkers) in {c['bursts']} bursts "
+        f"{c['burst_interval_s']:g} s apart; every worker pod exits 0 {c['run_s']:g} s after it runs. "
+        f"At most {c['capacity_jobs']} jobs fit at once, so the first half is admitted as fast as the operator can and "
+        "the second half waits for capacity. Real etcd, API server, scheduler, controller-manager, kwok; operator "
+        f"with planner interval {c['planner_interval_s']:g} s, debounce {c['planner_debounce_s']:g} s. Times are "
+        "when the bench's own watches saw each change (bench/scale/analysis.py defines each figure).\n\n"
+        "| figure | measured | target | met |\n|---|---|---|---|\n"
+        f"| admissions/s until saturation ({res['admissions_counted']} jobs) | {res['admissions_per_s_sustained']} "
+        f"| >= 20 | {ok(res['admissions_per_s_sustained'], 20, higher=True)} |\n"
+        f"| admissions/s over the whole run | {res['admissions_per_s_overall']} | | |\n"
+        f"| capacity freed -> pods created p50 / p99 (s, n={lat['n']}) | {lat['p50']} / {lat['p99']} | p99 < 5 "
+        f"| {ok(lat['p99'], 5)} |\n"
+        f"| plan duration p50 / p99 (s, {plan['rounds']:.0f} rounds) | {plan['p50']} / {plan['p99']} | | |\n"
+        f"| round duration p50 / p99 (s) | {rnd['p50']} / {rnd['p99']} | | |\n"
+        f"| operator memory peak (VmHWM, MiB) | {mem['vm_hwm']} | < 500 | {ok(mem['vm_hwm'], 500)} |\n"
+        f"| API requests per decision | {res['api_requests_per_decision']} ({res['api_requests']:.0f} / "
+        f"{res['decisions']:.0f}) | | |\n"
+        f"| all jobs Succeeded after (s) | {res['makespan_s']} ({res['jobs_succeeded']}/{c['jobs']}) | | |\n\n"
+        f"Machine: {res['machine']['cpus']} CPUs ({res['machine']['platform']}, Python {res['machine']['python']}), "
+        "shared with other work while this ran: load average (1 min) "
+        f"{load['start'][0]} at the start, mean {load['during_mean_1m']} / max {load['during_max_1m']} during, "
+        f"{load['end'][0]} at the end. Everything (control plane, kwok, operator, bench) ran on these cores.\n\n"
+        "API requests by call: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in list(res["api_requests_by_call"].items())[:8])
+        + " (the operator's own client; kopf's four watch streams are not counted).\n"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
