@@ -26,7 +26,7 @@ from elastic_trainer.testing import (
 pytestmark = [pytest.mark.trainer, pytest.mark.slow]
 
 CKPT_EVERY = 20
-EPOCHS = 60  # long enough that training outlasts the rescales below, even on a loaded machine
+EPOCHS = 80  # long enough that training outlasts the rescales below, even on a loaded machine (17 steps an epoch)
 
 
 @dataclass
