@@ -1,9 +1,10 @@
 """The benchmark's world: `sweep.decide()` on a simulated cluster of trial slots, trials trained for real.
 
-`Curves` trains the digits MLP (the model and hyperparameters of elastic_trainer.examples.digits: Linear(64,
-hidden) - ReLU - Linear(hidden, 10), SGD with momentum 0.9, global batch size; scikit-learn's digits split 80/20
-stratified, seed 0) one epoch at a time, lazily, and remembers each configuration's test accuracy after every
-epoch, so a configuration asked by both arms is trained once.
+`Curves` trains the digits MLP as elastic_trainer.examples.digits does when run as one process (its data split,
+model, initialisation, elastic sampler order, SGD with momentum 0.9; scores from its `epoch_metrics`), one epoch at a
+time, lazily, and remembers each configuration's metrics after every epoch, so a configuration asked by both arms
+(or by two seeds) is trained once. In-process rather than one process per trial: a process start (torch import)
+costs more than a whole digits epoch, and the curves are identical.
 """
 
 from __future__ import annotations
@@ -15,68 +16,58 @@ from typing import Any
 from elastic_operator.api.tuningsweep import SWEEP_LABEL, TRIAL_LABEL
 from elastic_operator.api.validation import validate_tuningsweep
 from elastic_operator.sweep import STOP_ANNOTATION, decide
+from elastic_trainer.examples import digits
+from elastic_trainer.sampler import ElasticSampler
 
 Key = tuple[float, int, int]
+Metrics = dict[str, float]
 
 
 @dataclass
 class _Run:
     model: Any
     opt: Any
-    gen: Any
-    accuracy: list[float]
+    epochs: list[Metrics]
+    best: dict[str, Any] | None = None
 
 
 class Curves:
+    """Each configuration's metrics after every epoch, trained lazily, once."""
+
     def __init__(self) -> None:
         import torch
 
         torch.set_num_threads(1)
         self.torch = torch
-        try:
-            from elastic_trainer.examples.digits import load_data
-        except ImportError:  # the trainer package is optional for the operator's bench
-            load_data = _load_data
-        self.xtr, self.ytr, self.xte, self.yte = load_data(0)
+        self.data = digits.load_data(0)
         self.runs: dict[Key, _Run] = {}
 
     def __len__(self) -> int:
         return len(self.runs)
 
-    def accuracy(self, lr: float, hidden: int, batch_size: int, epoch: int) -> float:
-        """Test accuracy after `epoch` epochs (1-based), training further as needed."""
+    def metrics(self, lr: float, hidden: int, batch_size: int, epoch: int) -> Metrics:
+        """The example's metrics after `epoch` epochs (1-based), training further as needed; plus best_accuracy,
+        the test accuracy of the model kept for best_val_accuracy (what the trial would hand over)."""
         torch = self.torch
+        xtr, ytr = self.data[0], self.data[1]
         key = (lr, hidden, batch_size)
         run = self.runs.get(key)
         if run is None:
             torch.manual_seed(0)
-            model = torch.nn.Sequential(torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10))
+            model = digits.build_model(hidden)
             opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-            run = self.runs[key] = _Run(model, opt, torch.Generator().manual_seed(0), [])
-        while len(run.accuracy) < epoch:
-            order = torch.randperm(len(self.xtr), generator=run.gen)
-            for i in range(0, len(order), batch_size):
-                idx = order[i : i + batch_size]
-                loss = torch.nn.functional.cross_entropy(run.model(self.xtr[idx]), self.ytr[idx])
+            run = self.runs[key] = _Run(model, opt, [])
+        while len(run.epochs) < epoch:
+            for idx in ElasticSampler(len(xtr), batch_size=batch_size, rank=0, world_size=1, epoch=len(run.epochs)):
+                index = torch.tensor(idx, dtype=torch.long)
+                loss = torch.nn.functional.cross_entropy(run.model(xtr[index]), ytr[index])
                 run.opt.zero_grad()
                 loss.backward()
                 run.opt.step()
-            with torch.no_grad():
-                out = run.model(self.xte)
-                acc = float((out.argmax(1) == self.yte).float().mean()) if torch.isfinite(out).all() else 0.0
-            run.accuracy.append(acc)
-        return run.accuracy[epoch - 1]
-
-
-def _load_data(seed: int = 0) -> tuple[Any, Any, Any, Any]:
-    import torch
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    x, y = load_digits(return_X_y=True)
-    xtr, xte, ytr, yte = train_test_split(x / 16.0, y, test_size=0.2, random_state=seed, stratify=y)
-    f = torch.float32
-    return torch.tensor(xtr, dtype=f), torch.tensor(ytr), torch.tensor(xte, dtype=f), torch.tensor(yte)
+            scores, run.best = digits.epoch_metrics(run.model, self.data, run.best)
+            assert run.best is not None
+            run.epochs.append({**scores, "best_accuracy": run.best["accuracy"]})
+        return run.epochs[epoch - 1]
 
 
 def sweep_manifest(
@@ -89,17 +80,21 @@ def sweep_manifest(
     target: float | None = None,
     early_stopping_rate: int = 0,
     algorithm: str = "random",
+    metric: str = "best_val_accuracy",
+    direction: str = "maximize",
+    min_resource: int = 1,
+    reduction_factor: int = 3,
 ) -> dict[str, Any]:
     """The digits sweep of examples/sweep-digits.yaml, with the algorithm and early stopping of one arm."""
-    objective: dict[str, Any] = {"metric": "accuracy", "direction": "maximize"}
+    objective: dict[str, Any] = {"metric": metric, "direction": direction}
     if target is not None:
         objective["target"] = target
     early: dict[str, Any] = {"policy": policy, "resource": "epoch"}
     if policy == "asha":
         early["asha"] = {
-            "minResource": 1,
+            "minResource": min_resource,
             "maxResource": epochs,
-            "reductionFactor": 3,
+            "reductionFactor": reduction_factor,
             "minEarlyStoppingRate": early_stopping_rate,
         }
     return {
@@ -143,10 +138,12 @@ def sweep_manifest(
 
 def run_sweep(manifest: dict[str, Any], curves: Curves, epochs: int, max_rounds: int = 10_000) -> dict[str, Any]:
     """Run one sweep to its end. Each round: decide, apply (status, creates, stops), every running trial trains
-    one epoch. Returns best accuracy, epochs trained, trials, pruned."""
+    one epoch. Returns the best value, its trial's handed-over test accuracy, epochs trained, trials, pruned, and
+    `trace`: [epochs trained, best value] each time the best completed value improved."""
     jobs: dict[str, dict[str, Any]] = {}
     params_of: dict[str, dict[str, Any]] = {}
     trained = 0
+    trace: list[list[float]] = []
     now = 0.0
     plan = None
     for _ in range(max_rounds):
@@ -154,6 +151,8 @@ def run_sweep(manifest: dict[str, Any], curves: Curves, epochs: int, max_rounds:
         assert sweep is not None and not issues, issues
         plan = decide(sweep, list(jobs.values()), now)
         manifest["status"] = plan.status
+        if plan.best is not None and (not trace or plan.best.value != trace[-1][1]):
+            trace.append([trained, plan.best.value])
         for new in plan.create:
             jobs[new.name] = {
                 "metadata": {
@@ -176,9 +175,9 @@ def run_sweep(manifest: dict[str, Any], curves: Curves, epochs: int, max_rounds:
                 continue
             p = params_of[name]
             epoch = int((status.get("progress") or {}).get("epoch", 0)) + 1
-            acc = curves.accuracy(float(p["lr"]), int(p["hidden"]), int(p["batch_size"]), epoch)
+            metrics = curves.metrics(float(p["lr"]), int(p["hidden"]), int(p["batch_size"]), epoch)
             trained += 1
-            status["progress"] = {"epoch": epoch, "step": epoch, "metrics": {"accuracy": acc}}
+            status["progress"] = {"epoch": epoch, "step": epoch, "metrics": dict(metrics)}
             if epoch >= epochs:
                 status["phase"] = "Succeeded"
             else:
@@ -188,13 +187,21 @@ def run_sweep(manifest: dict[str, Any], curves: Curves, epochs: int, max_rounds:
             break
     assert plan is not None
     best = plan.best
+    test_accuracy = None
+    if best is not None and best.params is not None:
+        p = best.params
+        final = curves.metrics(float(p["lr"]), int(p["hidden"]), int(p["batch_size"]), epochs)
+        kept = "best_accuracy" if manifest["spec"]["objective"]["metric"].startswith("best_") else "accuracy"
+        test_accuracy = final[kept]  # the kept model's test accuracy when selecting on a best-so-far metric
     return {
-        "best": None if best is None else round(best.value, 6),
+        "best": None if best is None else best.value,
         "best_params": None if best is None else best.params,
+        "best_test_accuracy": test_accuracy,
         "epochs": trained,
         "trials": plan.counts.total,
         "pruned": plan.counts.pruned,
         "succeeded": plan.counts.succeeded,
         "stop_cause": plan.stop_cause,
         "status_bytes": len(json.dumps(plan.status)),
+        "trace": trace,
     }
