@@ -260,8 +260,10 @@ def test_goodput_growth_prefers_the_job_with_less_attained_service() -> None:
 def test_new_job_without_measurements_grows_packed_on_one_node() -> None:
     nodes = [node("a", gpus=4), node("b", gpus=4), node("c", gpus=1)]
     s = snap(nodes, [job("j", max=8)], grow=True)
-    d = decision_of(s, "j")  # its minimum went to the tightest node ("c"); the grown size is placed as one gang
-    assert d.action is Action.ADMIT and d.target == 4 and len(set(d.add_nodes)) == 1
+    d = decision_of(s, "j")  # its minimum goes where its growth fits too ("a", not the tightest "c")
+    assert d.action is Action.ADMIT and d.target == 4 and set(d.add_nodes) == {"a"}
+    gang = decision_of(snap(nodes, [job("j", min=2, max=3)], grow=True), "j")
+    assert gang.target == 3 and set(gang.add_nodes) == {"a"}  # the tightest node with room for all 3
     measured = snap(nodes, [job("j", max=8, throughput={1: 10.0, 2: 20.0})], grow=True)
     assert decision_of(measured, "j").target == 8  # once it has reported, it may span nodes
     off = snap(nodes, [job("j", max=8)], grow=True, first_on_one_node=False)

@@ -169,16 +169,25 @@ class Cluster:
         if name in self.node_version:
             self.node_version[name] += 1
 
-    def place_gang(self, job: Job, n: int, exclude: frozenset[str] = frozenset()) -> list[str] | None:
+    def place_gang(
+        self, job: Job, n: int, exclude: frozenset[str] = frozenset(), room_for: int = 0
+    ) -> list[str] | None:
         """Nodes for `n` identical workers of `job`, all or nothing; reserves them on success.
 
-        One node when one takes them all (the tightest such node, to keep big holes for big workers); otherwise the
-        roomiest nodes first, so the gang spans as few nodes as possible."""
+        One node when one takes them all (the tightest such node, to keep big holes for big workers; with `room_for`
+        > n, the tightest node that would also take the job's growth to `room_for` workers, else the roomiest, so
+        the job can grow without spreading); otherwise the roomiest nodes first, so the gang spans as few nodes as
+        possible."""
         if n <= 0:
             return []
         index = self.shape(job)
         if index.total < n or (exclude and index.capacity(exclude) < n):
             return None
+        if room_for > n:
+            name = index.best_fit(room_for, exclude) or index.largest(exclude)
+            if name is not None and index.count.get(name, 0) >= n:
+                self.take(name, job.per_worker, n)
+                return [name] * n
         chosen: list[str] = []
         left = n
         used: set[str] = set()

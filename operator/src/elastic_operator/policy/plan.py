@@ -178,7 +178,7 @@ class _Planner:
                 self.decide(Decision(job.key, Action.WAIT, 0, reason="requeued recently; backing off", inputs=base))
                 continue
             if head is None:
-                nodes = self.cluster.place_gang(job, need)
+                nodes = self.cluster.place_gang(job, need, room_for=self._room_for(job))
                 if nodes is not None:
                     self.admit(job, nodes, f"fits: {need} x ({request_text(job.per_worker)}) as a gang", base)
                     continue
@@ -231,7 +231,7 @@ class _Planner:
             exclude: frozenset[str] = frozenset()
             if s.backfill == "safe" and not (s.reclaim and job.may_requeue and job.priority < head.priority):
                 exclude = head_nodes
-            nodes = self.cluster.place_gang(job, need, exclude)
+            nodes = self.cluster.place_gang(job, need, exclude, room_for=self._room_for(job))
             if nodes is not None:
                 how = "on nodes it cannot use" if exclude else "(it can take them back)"
                 self.admit(job, nodes, f"backfill behind {head.key} {how}", behind)
@@ -249,21 +249,15 @@ class _Planner:
         return head, head_nodes
 
     # -- 3. grow -------------------------------------------------------------------------------------------------
-    def _packed(self, job: Job, nodes: tuple[str, ...], exclude: frozenset[str]) -> tuple[str, ...]:
-        """Where a just-admitted job's whole size goes: placed again as one gang (on one node if one takes it all,
-        else on as few as possible), since its minimum was placed before growth decided its size and a job spread
-        over more nodes than needed loses throughput to cross-node communication. The old nodes unless that spans
-        fewer."""
-        for name in nodes:
-            self.cluster.release(name, job.per_worker)
-        packed = self.cluster.place_gang(job, len(nodes), exclude)
-        if packed is not None and len(set(packed)) < len(set(nodes)):
-            return tuple(sorted(packed))
-        for name in packed or ():
-            self.cluster.release(name, job.per_worker)
-        for name in nodes:
-            self.cluster.take(name, job.per_worker)
-        return nodes
+    def _room_for(self, job: Job) -> int:
+        """How many workers an admitted job's node should have room for: a job without measurements grows at
+        admission (as far as one node takes, `Settings.first_on_one_node`), so its minimum goes where that growth
+        fits too; a job spread over more nodes than needed loses throughput to cross-node communication. Placing
+        it there at once (not re-packing after growth) keeps the plan a fixpoint: capacity a re-pack freed would
+        be left for the next plan to hand out."""
+        if self.snapshot.settings.first_on_one_node and not job.throughput and self.snapshot.settings.grow:
+            return job.max_workers
+        return 0
 
     def grow(self, head: Job | None, head_nodes: frozenset[str]) -> None:
         s = self.settings
@@ -309,7 +303,6 @@ class _Planner:
             ]
             donors = rebalance(self.cluster, candidates, able, s)
         by_key = {j.key: j for j in self.jobs}
-        receivers = {key for d in donors for key in d.to}
         for d in donors:
             to = sorted(set(d.to), key=lambda k: (by_key[k].priority, k))
             self.decide(
@@ -329,12 +322,11 @@ class _Planner:
             before, after = c.curve.at(c.size), c.curve.at(c.planned)
             if c.fresh:
                 old = self.decisions[c.job.key]
-                placed = (*old.add_nodes, *c.added)  # repacked unless rebalance freed room for it on those nodes
                 self.decisions[c.job.key] = Decision(
                     c.job.key,
                     Action.ADMIT,
                     c.planned,
-                    add_nodes=placed if c.job.key in receivers else self._packed(c.job, placed, c.exclude),
+                    add_nodes=(*old.add_nodes, *c.added),
                     reason=f"{old.reason}; {len(c.added)} more ({s.grow_mode})",
                     inputs={**old.inputs, "min_workers": c.size},
                 )
