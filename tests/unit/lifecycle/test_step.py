@@ -298,3 +298,17 @@ def test_training_that_finishes_while_a_grow_opens_the_next_generation_completes
     done = step(opened.runtime, [*pods, worker(2), worker(3)], late)
     assert done.runtime.phase == SUCCEEDED
     assert ("job-rdzv-1", "job completed") in done.delete_pods
+
+
+def test_attained_service_is_banked_when_the_worker_count_changes_and_only_then() -> None:
+    queued = JobRuntime()
+    admitted = step(queued, [], change=Change("admit", 2, add_nodes=("a", "b"), reason="fits")).runtime
+    assert (admitted.attained_s, admitted.attained_since) == (0.0, NOW)
+    assert admitted.attained(NOW + 10) == 20.0  # 2 workers x 10 s, without a status write
+    steady = replace(running(2), attained_s=5.0, attained_since=NOW - 10)
+    assert step(steady, [worker(0), worker(1), rdzv()], reports([0, 1], 1)).runtime == steady  # nothing banked
+    shrunk = step(steady, [worker(0), worker(1), rdzv()], reports([0, 1], 1),
+                  change=Change("shrink", 1, remove_slots=(1,), reason="priority")).runtime  # fmt: skip
+    assert (shrunk.attained_s, shrunk.attained_since) == (25.0, NOW)  # 5 + 2 workers x 10 s
+    assert shrunk.attained(NOW + 4) == 29.0  # now 1 worker
+    assert from_status(to_status(shrunk)).attained(NOW + 4) == 29.0

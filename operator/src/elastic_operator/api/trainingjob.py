@@ -363,6 +363,11 @@ class ControllerState(ApiModel):
     """Times of recent budget-consuming failures (the crash-loop breaker's window)."""
     generation_started: Time | None = None
     """When the current rescale generation was opened."""
+    attained_worker_seconds: Annotated[float, Field(ge=0)] = 0.0
+    """Service the job has had so far, in worker-seconds, banked whenever its worker count changes (the queue
+    serves the least-served job first within a priority class)."""
+    attained_since: Time | None = None
+    """Since when the current workers have been adding to attainedWorkerSeconds."""
 
 
 class TrainingJobStatus(ApiModel):

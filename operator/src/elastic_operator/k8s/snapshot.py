@@ -96,7 +96,7 @@ def _toleration(t: Mapping[str, Any]) -> Toleration:
     )
 
 
-def _policy_job(key: Key, ctx: JobContext, pods: list[JSON], throughput: Mapping[int, float]) -> Job:
+def _policy_job(key: Key, ctx: JobContext, pods: list[JSON], throughput: Mapping[int, float], now: float) -> Job:
     rt = from_status(ctx.obj.get("status"))
     node_of_slot = {
         int(p["metadata"]["labels"][SLOT_LABEL]): (p.get("spec") or {}).get("nodeName") or ""
@@ -131,6 +131,7 @@ def _policy_job(key: Key, ctx: JobContext, pods: list[JSON], throughput: Mapping
         throughput=dict(throughput),
         queued_since=rt.last_rescale_time if (rt.phase == QUEUED and requeued) else None,
         busy=busy,
+        attained_s=rt.attained(now),
     )
 
 
@@ -140,11 +141,12 @@ def build_snapshot(
     pods_by_job: Mapping[Key, list[JSON]],
     settings: OperatorSettings,
     throughputs: Throughputs,
+    now: float,
 ) -> Snapshot:
     nodes = build_nodes(view, settings)
     node_names = {n.name for n in nodes}
     jobs = tuple(
-        _policy_job(key, ctx, pods_by_job.get(key, []), throughputs.by_job.get(key, {}))
+        _policy_job(key, ctx, pods_by_job.get(key, []), throughputs.by_job.get(key, {}), now)
         for key, ctx in sorted(contexts.items())
     )
     represented: set[tuple[str, str, int]] = set()  # (namespace, job, slot) counted as a job's worker
@@ -190,7 +192,7 @@ def plan_changes(
     throughputs: Throughputs,
 ) -> tuple[dict[Key, PlannedChange], dict[Key, JSON], JSON]:
     """Run the policy once. Returns the changes by job, what to say about each queued job, and gauges."""
-    snapshot = build_snapshot(view, contexts, pods_by_job, settings, throughputs)
+    snapshot = build_snapshot(view, contexts, pods_by_job, settings, throughputs, now)
     result = plan(snapshot, now)
     changes: dict[Key, PlannedChange] = {}
     queued: dict[Key, JSON] = {}

@@ -65,6 +65,8 @@ class JobRuntime:
     last_rescale_time: float | None = None
     generation_started: float | None = None  # when the current rescale generation was opened
     last_rescale_pause_s: float | None = None  # how long training stood still in the latest rescale
+    attained_s: float = 0.0  # worker-seconds of service banked so far (least-attained-service queue order)
+    attained_since: float | None = None  # since when len(placement) workers have been adding to it
     message: str = ""
 
     @property
@@ -81,6 +83,12 @@ class JobRuntime:
         counts = dict(self.restarts)
         counts[cause] = counts.get(cause, 0) + 1
         return replace(self, restarts=counts)
+
+    def attained(self, now: float) -> float:
+        """Worker-seconds of service up to `now`: the banked amount plus what the current placement adds."""
+        if self.attained_since is None:
+            return self.attained_s
+        return self.attained_s + len(self.placement) * max(0.0, now - self.attained_since)
 
     def with_rescale(self, kind: str, now: float) -> JobRuntime:
         counts = dict(self.rescales)
@@ -187,6 +195,8 @@ def from_status(status: Mapping[str, Any] | None) -> JobRuntime:
         completion_time=_ts(s.get("completionTime")),
         last_rescale_time=_ts(s.get("lastRescaleTime")),
         generation_started=_ts(ctl.get("generationStarted")),
+        attained_s=_float(ctl.get("attainedWorkerSeconds")) or 0.0,
+        attained_since=_ts(ctl.get("attainedSince")),
         last_rescale_pause_s=_float(s.get("lastRescalePauseSeconds")),
         message=_text(s.get("message")),
     )
@@ -215,5 +225,7 @@ def to_status(rt: JobRuntime) -> dict[str, Any]:
             "rendezvousCount": rt.rendezvous_count,
             "recentFailures": [iso(t) for t in rt.recent_failures],
             "generationStarted": iso(rt.generation_started),
+            "attainedWorkerSeconds": round(rt.attained_s, 1),
+            "attainedSince": iso(rt.attained_since),
         },
     }

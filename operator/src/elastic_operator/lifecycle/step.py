@@ -137,8 +137,10 @@ def active(pod: PodFacts) -> bool:
 class _Builder:
     """Accumulates the effects of one step (kept tiny: a step is a few transitions)."""
 
-    def __init__(self, rt: JobRuntime) -> None:
+    def __init__(self, rt: JobRuntime, now: float) -> None:
         self.rt = rt
+        self.initial = rt
+        self.now = now
         self.creates: list[Slot] = []
         self.rendezvous = ""
         self.deletes: dict[str, str] = {}
@@ -153,12 +155,29 @@ class _Builder:
 
     def build(self) -> Step:
         return Step(
-            self.rt, tuple(self.creates), self.rendezvous, tuple(self.deletes.items()), tuple(self.events), self.pause_s
+            _bank_service(self.initial, self.rt, self.now),
+            tuple(self.creates),
+            self.rendezvous,
+            tuple(self.deletes.items()),
+            tuple(self.events),
+            self.pause_s,
         )
 
 
+def _bank_service(before: JobRuntime, after: JobRuntime, now: float) -> JobRuntime:
+    """Bank attained service (worker-seconds) when the number of placed workers changes, and only then: a steady
+    job's status is not rewritten every round; readers add `len(placement) * (now - attained_since)`."""
+    old, new = len(before.placement), len(after.placement)
+    if old == new and (new == 0 or after.attained_since is not None):
+        return after
+    banked = after.attained_s
+    if after.attained_since is not None:
+        banked += old * max(0.0, now - after.attained_since)
+    return replace(after, attained_s=banked, attained_since=now if new else None)
+
+
 def advance(inp: Inputs, now: float) -> Step:
-    b = _Builder(inp.runtime)
+    b = _Builder(inp.runtime, now)
     spec = inp.spec
     workers = {p.slot: p for p in inp.pods if p.role == "worker" and p.slot is not None}
     rendezvous = [p for p in inp.pods if p.role == "rendezvous"]
