@@ -137,14 +137,21 @@ def mutations(draw: st.DrawFn, base: Any, max_mutations: int = 4) -> Any:
     return obj
 
 
+def _string_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
 def api_object(obj: Any, name: str = "job", namespace: str = "ns", uid: str = "uid-1") -> JSON:
-    """What the API server guarantees of any object it sends: a JSON object with metadata.name, .namespace and .uid
-    (everything else is up to the writer)."""
+    """What the API server guarantees of any object it sends: a JSON object whose metadata is well typed (name,
+    namespace, uid, generation; labels and annotations map text to text). Everything else is up to the writer, so
+    a mutated metadata keeps only labels and annotations that are maps of text (their keys and values stay free)."""
     out: JSON = dict(obj) if isinstance(obj, dict) else {"spec": obj}
-    meta = out.get("metadata")
-    meta = dict(meta) if isinstance(meta, dict) else {}
-    meta.update(name=name, namespace=namespace, uid=uid)
-    meta.setdefault("generation", 1)
-    meta.setdefault("creationTimestamp", "2026-11-26T00:00:00Z")
+    raw = out.get("metadata")
+    meta: JSON = (
+        {k: v for k, v in raw.items() if k in ("labels", "annotations") and _string_map(v)}
+        if isinstance(raw, dict)
+        else {}
+    )
+    meta.update(name=name, namespace=namespace, uid=uid, generation=1, creationTimestamp="2026-11-26T00:00:00Z")
     out["metadata"] = meta
     return out

@@ -52,6 +52,11 @@ class _Written:
     obj: JSON
 
 
+def _object(value: Any) -> JSON:
+    """A status read back from the API server, as an object (anything else, e.g. an older schema's, reads empty)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _rv(obj: JSON) -> int:
     try:
         return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
@@ -117,7 +122,7 @@ class SweepController:
         jobs = [from_job(j) for j in self.view.trial_jobs(ns, name)]
         since = self._accounted.get(uid)
         plan = decide(sweep, jobs, now, accounted_until=since)
-        current = obj.get("status") or {}
+        current = _object(obj.get("status"))
         changed = {k for k, v in plan.status.items() if current.get(k) != v}
         if changed == {"gpuHoursUsed"} and since is not None and now - since < ACCOUNTING_INTERVAL_S:
             pass  # only the GPU-hours moved: write them now and then (our own patch wakes the planner)
@@ -191,8 +196,10 @@ class SweepController:
         patch, event = invalid_status(obj.get("status"), issues, generation, now)
         if self._invalid.get(key) == (generation, event.message):
             return  # reported already: no retry storm
-        current = obj.get("status") or {}
-        old = next((c for c in current.get("conditions") or [] if c.get("type") == "InvalidSpec"), None)
+        current = _object(obj.get("status"))
+        stored = current.get("conditions")
+        conditions = [c for c in stored if isinstance(c, dict)] if isinstance(stored, list) else []
+        old = next((c for c in conditions if c.get("type") == "InvalidSpec"), None)
         already = (
             old is not None
             and old.get("status") == "True"
