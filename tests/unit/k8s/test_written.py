@@ -48,6 +48,14 @@ def test_an_older_status_put_back_by_another_writer_is_caught() -> None:
     assert quiet and written.rollbacks == 1
 
 
+def test_a_finished_job_put_back_as_running_is_caught() -> None:
+    written = WrittenStatus()
+    written.remember(KEY, job(10, 5, phase="Succeeded"))
+    obj, rolled_back = written.fresh(KEY, job(12, 5, phase="Running"))
+    assert obj["status"]["phase"] == "Succeeded" and rolled_back
+    assert written.fresh(KEY, job(13, 5, phase="Succeeded")) == (job(13, 5, phase="Succeeded"), False)
+
+
 def test_newer_status_and_other_jobs_pass_through() -> None:
     written = WrittenStatus()
     written.remember(KEY, job(10, 5))

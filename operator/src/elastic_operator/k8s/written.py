@@ -4,11 +4,13 @@ Two ways the watched status can be behind what the operator already decided:
 
 * the watch lags behind our own status patch (the event has not arrived yet);
 * another writer put back an older status (a lagging replica, a manual `kubectl edit --subresource=status`):
-  the bookkeeping shows a lower rescale generation than we wrote. Continuing from it would open a generation
-  number again, and a reused generation reuses a rendezvous id (`<uid>-g<generation>`) with other members.
+  the bookkeeping shows a lower rescale generation than we wrote, or a job we finished as running again.
+  Continuing from it would open a generation number again (a reused generation reuses a rendezvous id,
+  `<uid>-g<generation>`, with other members), or hold capacity for a finished job that another job now uses.
 
 In both cases the controller continues from the status it wrote; after a rollback it writes it again. Only the
-operator moves `rescaleGeneration`, and only up, so a lower one for the same job uid is never news. Memory holds
+operator moves `rescaleGeneration`, and only up, and a finished job never runs again, so a lower generation or a
+finished job unfinished for the same job uid is never news. Memory holds
 one status per live job; a restarted operator starts empty (the API server's copy is all it has then).
 """
 
@@ -25,12 +27,20 @@ log = logging.getLogger("elastic_operator.written")
 JSON = dict[str, Any]
 
 
+TERMINAL = frozenset({"Succeeded", "Failed"})
+
+
 @dataclass(frozen=True)
 class _Written:
     uid: str
     resource_version: int
     generation: int
     status: JSON
+
+    def newer_than(self, status: Any) -> bool:
+        """Our status is ahead of `status`: a higher generation, or finished where `status` is not."""
+        phase = status.get("phase") if isinstance(status, dict) else None
+        return _generation(status) < self.generation or (self.status.get("phase") in TERMINAL and phase not in TERMINAL)
 
 
 def _int(value: Any) -> int:
@@ -65,12 +75,13 @@ class WrittenStatus:
             return obj, False
         if _int(meta.get("resourceVersion")) < written.resource_version:
             return {**obj, "status": written.status}, False  # the watch has not caught up with our write
-        if _generation(obj.get("status")) < written.generation:
+        if written.newer_than(obj.get("status")):
             if quiet:
                 return {**obj, "status": written.status}, True
             self.rollbacks += 1
-            log.warning("%s/%s: status rolled back to generation %d by another writer (we wrote %d); restoring it",
-                        *key, _generation(obj.get("status")), written.generation)  # fmt: skip
+            log.warning("%s/%s: another writer put back an older status (generation %d, %s; ours: %d, %s); restoring",
+                        *key, _generation(obj.get("status")), (obj.get("status") or {}).get("phase"),
+                        written.generation, written.status.get("phase"))  # fmt: skip
             return {**obj, "status": written.status}, True
         return obj, False
 
