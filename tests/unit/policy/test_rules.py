@@ -192,6 +192,8 @@ def test_requeue_only_when_shrinking_is_not_enough_and_youngest_lowest_first() -
         (dict(cooldown=4), True),  # a short cooldown: the payoff is judged over min_payoff_horizon_s (60 s)
         (dict(throughput={1: 100.0, 2: 101.0}), False),  # a second worker gains 1 %: not worth 5 s of 120
         (dict(throughput={1: 100.0, 2: 190.0}), True),
+        (dict(throughput={1: 100.0, 2: 150.0}), True),  # +50 % for the default 5 s pause over 120 s pays
+        (dict(throughput={1: 100.0, 2: 150.0}, rescale_pause_s=50.0), False),  # its measured 50 s pause does not
         (dict(busy=True), False),
     ],
 )

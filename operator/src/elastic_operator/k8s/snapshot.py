@@ -132,6 +132,7 @@ def _policy_job(key: Key, ctx: JobContext, pods: list[JSON], throughput: Mapping
         queued_since=rt.last_rescale_time if (rt.phase == QUEUED and requeued) else None,
         busy=busy,
         attained_s=rt.attained(now),
+        rescale_pause_s=rt.last_rescale_pause_s,
     )
 
 

@@ -24,7 +24,7 @@ from elastic_operator.policy.queue import entries, order
 from elastic_operator.policy.rebalance import Donor, rebalance
 from elastic_operator.policy.reclaim import Cache, reclaim, victim_order
 from elastic_operator.policy.snapshot import Job, Phase, Snapshot, Worker
-from elastic_operator.policy.throughput import cooldown
+from elastic_operator.policy.throughput import cooldown, expected_pause
 
 DETAILED_REASONS = 100  # queue positions that get a per-resource explanation of why they do not fit
 
@@ -339,7 +339,7 @@ class _Planner:
                         add_nodes=tuple(c.added),
                         reason=(
                             f"grow ({s.grow_mode}): {c.size} -> {c.planned} workers, expected "
-                            f"{before:.3g} -> {after:.3g} samples/s pays for a {s.rescale_pause_s:g} s pause "
+                            f"{before:.3g} -> {after:.3g} samples/s pays for a {expected_pause(c.job, s):.3g} s pause "
                             f"within {max(cooldown(c.job, s), s.min_payoff_horizon_s):g} s"
                         ),
                         inputs={"workers": c.size, "expected_before": before, "expected_after": after},

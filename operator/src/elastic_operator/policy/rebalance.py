@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from elastic_operator.policy.fit import Cluster
 from elastic_operator.policy.grow import Candidate
 from elastic_operator.policy.snapshot import Job, Settings, Worker
-from elastic_operator.policy.throughput import Curve, cooldown, service_weight
+from elastic_operator.policy.throughput import Curve, cooldown, expected_pause, service_weight
 
 
 @dataclass
@@ -106,14 +106,14 @@ def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], 
     moved = [d for d in pool if d.removed]
     if not moved:
         return []
-    pause = settings.rescale_pause_s
     total = 0.0
     for c in recipients:
         if len(c.added) > start[id(c)]:
             assert c.curve is not None
-            total += _value(c.curve, c.size, c.planned, cooldown(c.job, settings), 0.0 if c.fresh else pause)
+            pause = 0.0 if c.fresh else expected_pause(c.job, settings)
+            total += _value(c.curve, c.size, c.planned, cooldown(c.job, settings), pause)
     for d in moved:
-        total += _value(d.curve, d.job.size, d.planned, cooldown(d.job, settings), pause)
+        total += _value(d.curve, d.job.size, d.planned, cooldown(d.job, settings), expected_pause(d.job, settings))
     if total > 0:
         return moved
     for c in recipients:  # not worth its pauses: undo every move

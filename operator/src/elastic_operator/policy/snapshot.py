@@ -87,6 +87,7 @@ class Job:
     queued_since: float | None = None  # when it (re-)entered the queue; None: `created`
     busy: bool = False  # a start or rescale is still in progress: its capacity counts, the policy leaves it alone
     attained_s: float = 0.0  # worker-seconds of service so far (every run, pauses included): least attained first
+    rescale_pause_s: float | None = None  # measured pause of its latest rescale; None: Settings.rescale_pause_s
 
     @property
     def size(self) -> int:

@@ -94,6 +94,11 @@ def cooldown(job: Job, settings: Settings) -> float:
     return settings.cooldown_s if job.cooldown_s is None else job.cooldown_s
 
 
+def expected_pause(job: Job, settings: Settings) -> float:
+    """The pause a rescale of `job` is expected to cost: its own latest measurement, else the setting."""
+    return settings.rescale_pause_s if job.rescale_pause_s is None else job.rescale_pause_s
+
+
 def worth_rescaling(
     job: Job, n: int, m: int, settings: Settings, curve: Curve | None = None
 ) -> tuple[bool, dict[str, float]]:
@@ -101,7 +106,7 @@ def worth_rescaling(
     pause P of no progress, so it pays off only when T(m) (H - P) > T(n) H (1 + margin). H is the job's cooldown,
     but at least `min_payoff_horizon_s`: a job that may rescale at any time (cooldown 0) still grows when it pays."""
     horizon = max(cooldown(job, settings), settings.min_payoff_horizon_s)
-    pause = settings.rescale_pause_s
+    pause = expected_pause(job, settings)
     curve = curve or Curve(job, settings)
     t_n, t_m = curve.at(n), curve.at(m)
     with_rescale = t_m * max(0.0, horizon - pause)
