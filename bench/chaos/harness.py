@@ -43,6 +43,7 @@ class ChaosConfig:
     nodes: int = 6
     gpus_per_node: int = 4
     pause_s: tuple[float, float] = (0.3, 2.0)  # between two faults
+    steps: tuple[int, int] = (200, 500)  # a job's training target, in steps (10 steps/s while it runs)
     settle_timeout_s: float = 600.0  # after the last fault, every job and sweep must be terminal within this
     rss_bound_mib: float = 512.0
 
@@ -119,7 +120,7 @@ def run_chaos(
         submissions: list[tuple[int, JSON]] = []
         for i in range(config.jobs):
             at = 0 if i < config.jobs // 3 else rng.randrange(max(1, config.faults * 2 // 3))
-            submissions.append((at, job_manifest(rng, f"job-{i:02d}")))
+            submissions.append((at, job_manifest(rng, f"job-{i:02d}", config.steps)))
         for i in range(config.sweeps):
             at = 0 if i == 0 else rng.randrange(max(1, config.faults // 2))
             submissions.append((at, sweep_manifest(rng, f"sweep-{i}", config.trials_per_sweep)))

@@ -22,13 +22,14 @@ def _template() -> dict[str, Any]:
     }
 
 
-def job_manifest(rng: random.Random, name: str) -> dict[str, Any]:
-    """1..2 minimum workers, up to 4, priority 0..2, 200..500 steps of training."""
+def job_manifest(rng: random.Random, name: str, steps: tuple[int, int] = (200, 500)) -> dict[str, Any]:
+    """1..2 minimum workers, up to 4, priority 0..2, `steps` (low, high) steps of training, in multiples of 50."""
     min_workers = rng.randint(1, 2)
+    target = rng.randrange(steps[0], steps[1] + 1, 50)
     return {
         "apiVersion": "elastic.training/v1alpha1",
         "kind": "TrainingJob",
-        "metadata": {"name": name, "annotations": {TARGET_ANNOTATION: str(rng.randrange(200, 501, 50))}},
+        "metadata": {"name": name, "annotations": {TARGET_ANNOTATION: str(target)}},
         "spec": {
             "minWorkers": min_workers,
             "maxWorkers": rng.randint(max(2, min_workers), 4),

@@ -17,7 +17,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 def test_seeded_chaos_keeps_every_invariant(cluster: DevCluster, namespace: str, tmp_path: Path) -> None:
-    config = ChaosConfig(seed=11, faults=25, jobs=6, sweeps=1, trials_per_sweep=2, nodes=4, settle_timeout_s=240)
+    config = ChaosConfig(
+        seed=11, faults=25, jobs=6, sweeps=1, trials_per_sweep=2, nodes=4, steps=(100, 200), settle_timeout_s=240
+    )
     result = run_chaos(cluster, namespace, config, tmp_path)
     print(result.table())
     assert sum(result.faults.values()) == 25
