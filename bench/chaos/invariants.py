@@ -304,6 +304,7 @@ class Invariants:
                 terminal.fail(f"{kind} {name} is {phase}")
         with self.trainers.lock:
             trained = {uid: sim.finished for uid, sim in self.trainers.jobs.items()}
+            history = {uid: sim.history[-8:] for uid, sim in self.trainers.jobs.items()}
         for job in jobs:
             status = job.get("status") or {}
             name = job["metadata"]["name"]
@@ -314,7 +315,8 @@ class Invariants:
             else:
                 step = (status.get("progress") or {}).get("step")
                 completed.fail(f"{name}: {status.get('phase')} at status step {step}, trained to the target: "
-                               f"{finished} ({status.get('message')})")  # fmt: skip
+                               f"{finished} ({status.get('message')}); its pods' last directives: "
+                               f"{history.get(job['metadata']['uid'], [])}")  # fmt: skip
         for sweep in sweeps:
             if (sweep.get("status") or {}).get("phase") == "Succeeded":
                 completed.ok()

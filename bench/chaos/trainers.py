@@ -38,6 +38,7 @@ class PodSim:
     generation: int = 0
     max_directive_generation: int = 0
     exit_requested: bool = False  # asked kwok to end the pod (exit code 0)
+    directive: tuple[str, int] = ("", 0)  # the latest (action, generation) it was given
 
 
 @dataclass
@@ -52,6 +53,10 @@ class JobSim:
     resumes: int = 0
     pods: dict[str, PodSim] = field(default_factory=dict)
     finished: bool = False
+    history: list[str] = field(default_factory=list)  # the latest directive changes, for a failure's message
+
+    def note(self, entry: str) -> None:
+        self.history = [*self.history[-19:], entry]
 
 
 @dataclass
@@ -166,6 +171,9 @@ class SimulatedTrainers:
             if directive is None:
                 continue
             action, generation = directive["action"], int(directive["generation"])
+            if ps.directive != (action, generation):
+                ps.directive = (action, generation)
+                sim.note(f"{pod}: {action} g{generation} at step {int(sim.step)} (was {ps.state} g{ps.generation})")
             was_running = ps.state == "running" and ps.generation == sim.generation
             if action == "exit":
                 if was_running and intact:
