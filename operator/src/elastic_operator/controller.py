@@ -349,6 +349,7 @@ class Controller:
             "metrics": {k: float(v) for k, v in r.metrics.items()},
             "lastCheckpointStep": checkpoint,
             "lastReportTime": iso(best.received),
+            "remainingSamples": r.remaining_samples,
         }
 
     def _export_gauges(self, contexts: dict[Key, JobContext], info: JSON) -> None:

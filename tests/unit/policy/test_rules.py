@@ -194,6 +194,8 @@ def test_requeue_only_when_shrinking_is_not_enough_and_youngest_lowest_first() -
         (dict(throughput={1: 100.0, 2: 190.0}), True),
         (dict(throughput={1: 100.0, 2: 150.0}), True),  # +50 % for the default 5 s pause over 120 s pays
         (dict(throughput={1: 100.0, 2: 150.0}, rescale_pause_s=50.0), False),  # its measured 50 s pause does not
+        (dict(throughput={1: 100.0, 2: 190.0}, remaining_samples=600.0), False),  # done in 6 s: not worth a pause
+        (dict(throughput={1: 100.0, 2: 190.0}, remaining_samples=60000.0), True),
         (dict(busy=True), False),
     ],
 )

@@ -59,3 +59,13 @@ def test_the_launcher_times_its_own_training_pause(tmp_path: object) -> None:
     now[0] = 132.25
     launcher._set_state(state.RUNNING)
     assert launcher.build_report().pause_s == 2.25
+
+
+def test_the_report_carries_the_remaining_work_the_training_code_published(tmp_path: object) -> None:
+    from elastic_trainer.launcher import Launcher
+
+    cfg = LauncherConfig.from_env({**ENV, contract.ENV_CHECKPOINT_DIR: str(tmp_path)})
+    launcher = Launcher(cfg, ["python", "-m", "m"], client=object())  # type: ignore[arg-type]
+    assert launcher.build_report().remaining_samples is None
+    launcher.progress = contract.Progress(step=5, remaining_samples=4096)
+    assert launcher.build_report().remaining_samples == 4096

@@ -201,6 +201,13 @@ class Report(BaseModel):
     metrics: Metrics = Field(default_factory=dict, max_length=64)
     last_checkpoint_step: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     failure_cause: str | None = Field(default=None, max_length=2048)
+    remaining_samples: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_COUNT,
+        description="samples the training still has to process, when it knows (epochs left x dataset size): the "
+        "operator does not rescale a job that would finish before the rescale pays off",
+    )
     pause_s: float | None = Field(
         default=None,
         ge=0.0,
@@ -259,4 +266,5 @@ class Progress(BaseModel):
     world_size: int = 0
     metrics: Metrics = Field(default_factory=dict)
     last_checkpoint_step: int | None = None
+    remaining_samples: int | None = None
     timestamp: float = 0.0

@@ -270,6 +270,7 @@ class Launcher:
             last_checkpoint_step=self.last_checkpoint_step,
             failure_cause=self.failure_cause[-2000:] if self.failure_cause else None,
             pause_s=self.pause_s,
+            remaining_samples=None if p.remaining_samples is None else _count(p.remaining_samples),
         )
 
     def _report(self, now: float) -> None:

@@ -29,9 +29,11 @@ def report(
     metrics: Mapping[str, float] | None = None,
     last_checkpoint_step: int | None = None,
     world_size: int | None = None,
+    remaining_samples: int | None = None,
 ) -> bool:
     """Publish progress for this pod's launcher. Cheap; call it every step or every few. Returns whether written
-    (only local rank 0 inside a launcher writes)."""
+    (only local rank 0 inside a launcher writes). `remaining_samples` (epochs left x dataset size, when known)
+    lets the operator skip rescales that would not pay off before training ends."""
     d = os.environ.get(contract.ENV_CONTROL_DIR)
     if not d or os.environ.get("LOCAL_RANK", "0") != "0":
         return False
@@ -43,6 +45,7 @@ def report(
         world_size=world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1")),
         metrics=dict(metrics or {}),
         last_checkpoint_step=last_checkpoint_step,
+        remaining_samples=remaining_samples,
         timestamp=time.time(),
     )
     path = os.path.join(d, contract.CONTROL_PROGRESS_FILE)

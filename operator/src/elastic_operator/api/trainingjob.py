@@ -294,6 +294,9 @@ class Progress(ApiModel):
     """Latest value of each reported metric, e.g. loss, accuracy."""
     last_checkpoint_step: Count | None = None
     """Step of the latest complete checkpoint."""
+    remaining_samples: Count | None = None
+    """Samples training still has to process, when the trainer reports it: a rescale that would not pay off
+    before the end is not made."""
     last_report_time: Time | None = None
     """When the operator last received a report."""
 

@@ -96,6 +96,12 @@ def _toleration(t: Mapping[str, Any]) -> Toleration:
     )
 
 
+def _remaining(obj: JSON) -> float | None:
+    progress = ((obj.get("status") or {}) if isinstance(obj.get("status"), dict) else {}).get("progress")
+    value = progress.get("remainingSamples") if isinstance(progress, dict) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else None
+
+
 def _policy_job(key: Key, ctx: JobContext, pods: list[JSON], throughput: Mapping[int, float], now: float) -> Job:
     rt = from_status(ctx.obj.get("status"))
     node_of_slot = {
@@ -133,6 +139,7 @@ def _policy_job(key: Key, ctx: JobContext, pods: list[JSON], throughput: Mapping
         busy=busy,
         attained_s=rt.attained(now),
         rescale_pause_s=rt.last_rescale_pause_s,
+        remaining_samples=_remaining(ctx.obj),
     )
 
 

@@ -88,6 +88,7 @@ class Job:
     busy: bool = False  # a start or rescale is still in progress: its capacity counts, the policy leaves it alone
     attained_s: float = 0.0  # worker-seconds of service so far (every run, pauses included): least attained first
     rescale_pause_s: float | None = None  # measured pause of its latest rescale; None: Settings.rescale_pause_s
+    remaining_samples: float | None = None  # work left, when the trainer reports it (same unit as throughput x s)
 
     @property
     def size(self) -> int:

@@ -104,11 +104,15 @@ def worth_rescaling(
 ) -> tuple[bool, dict[str, float]]:
     """Hysteresis for a grow from n to m workers of a running job: over the cooldown horizon H, a rescale costs a
     pause P of no progress, so it pays off only when T(m) (H - P) > T(n) H (1 + margin). H is the job's cooldown,
-    but at least `min_payoff_horizon_s`: a job that may rescale at any time (cooldown 0) still grows when it pays."""
+    but at least `min_payoff_horizon_s`: a job that may rescale at any time (cooldown 0) still grows when it pays.
+    A job that reports its remaining work and would finish sooner at its measured speed is judged over that time
+    instead: a job about to finish is not paused for a speed-up it would hardly use."""
     horizon = max(cooldown(job, settings), settings.min_payoff_horizon_s)
     pause = expected_pause(job, settings)
     curve = curve or Curve(job, settings)
     t_n, t_m = curve.at(n), curve.at(m)
+    if job.remaining_samples is not None and n in curve.measured and t_n > 0:
+        horizon = min(horizon, job.remaining_samples / t_n)
     with_rescale = t_m * max(0.0, horizon - pause)
     without = t_n * horizon * (1.0 + settings.grow_margin)
     facts = {"throughput_now": round(t_n, 3), "throughput_after": round(t_m, 3), "horizon_s": horizon}

@@ -201,7 +201,8 @@ def _main(argv: Sequence[str] | None, ctl: Control) -> int:
             if now - t_last >= 0.5:
                 sps = steps_since * args.batch_size / (now - t_last)
                 report(step=step, epoch=epoch, samples_per_s=sps, metrics=_metrics(epoch_loss, scores, epoch),
-                       last_checkpoint_step=last_ckpt, world_size=world)  # fmt: skip
+                       last_checkpoint_step=last_ckpt, world_size=world,
+                       remaining_samples=(args.epochs - epoch) * len(xtr) - offset)  # fmt: skip
                 t_last, steps_since = now, 0
             stop = ctl.should_stop(step)
             if stop or step % args.checkpoint_every == 0:
