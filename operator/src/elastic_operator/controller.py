@@ -28,7 +28,7 @@ from elastic_operator.k8s.snapshot import Throughputs, plan_changes
 from elastic_operator.k8s.sweeps import SweepController
 from elastic_operator.k8s.view import ClusterView, Key
 from elastic_operator.k8s.written import WrittenStatus
-from elastic_operator.lifecycle.directive import directive_for
+from elastic_operator.lifecycle.directive import EXIT, WAIT, directive_for
 from elastic_operator.lifecycle.state import TERMINAL, JobRuntime, from_status, iso, to_status
 from elastic_operator.lifecycle.step import Inputs, PodFacts, Step, Timeouts, advance, worker_pod_name
 from elastic_operator.metrics import OperatorMetrics
@@ -78,6 +78,10 @@ class Controller:
         slot = pod_facts(pod_obj).slot if pod_obj else None
         uid = str((job or {}).get("metadata", {}).get("uid", ""))
         d = directive_for(rt, slot, uid, self.rendezvous_endpoint(namespace, rt.rendezvous_pod))
+        if pod_obj is None and d.action == EXIT:
+            # A pod the watch has not delivered (yet, or again after a relist) may well be a member: told to exit it
+            # would checkpoint and end with exit code 0, which reads as the job's completion. It waits one poll.
+            d = replace(d, action=WAIT)
         return contract.Directive(
             generation=d.generation, action=d.action, nnodes=d.nnodes, rdzv_endpoint=d.rdzv_endpoint, rdzv_id=d.rdzv_id
         )
