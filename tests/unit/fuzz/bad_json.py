@@ -137,6 +137,24 @@ def mutations(draw: st.DrawFn, base: Any, max_mutations: int = 4) -> Any:
     return obj
 
 
+def _string_leaves(obj: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(obj, str):
+        return [path]
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else []
+    return [p for k, v in items for p in _string_leaves(v, (*path, k))]
+
+
+@st.composite
+def placeholder_anywhere(draw: st.DrawFn, base: Any, avoid: tuple[str, ...] = ()) -> Any:
+    """`base` with a `${params.*}` placeholder in one of its strings (not under a key in `avoid`): the CRD's CEL
+    rules look at command, args, env values and image only, so elsewhere (a path) only the operator's validation
+    finds it. The text starts with `/`, as a path must."""
+    obj = copy.deepcopy(base)
+    path = draw(st.sampled_from([p for p in _string_leaves(obj) if not set(avoid) & set(map(str, p))]))
+    _at(obj, path[:-1])[path[-1]] = draw(st.sampled_from(["/data/${params.lr}", "/${params.lr}"]))
+    return obj
+
+
 def _string_map(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
 
