@@ -35,6 +35,13 @@ class OperatorSettings(BaseSettings):
         description="How often a queued job's status.lastDecision is rewritten when only its queue position, the "
         "queue depth or the free GPUs moved (one write per queued job each time).",
     )
+    informational_writes_per_round: int = Field(
+        default=100,
+        ge=1,
+        description="Status writes that only inform (a new job's Queued status, queue positions, progress) one "
+        "planning round sends at most; the rest follow in later rounds, so a burst of new jobs never delays "
+        "admissions.",
+    )
     report_host: str = Field(default="0.0.0.0", description="Address the report endpoint listens on.")
     report_port: int = Field(default=8080, ge=0, le=65535, description="Port of the report endpoint (0: any).")
     report_url: str = Field(

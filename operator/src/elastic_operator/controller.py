@@ -61,6 +61,7 @@ class Controller:
     written: WrittenStatus = field(default_factory=WrittenStatus)  # our last status per job (k8s/written.py)
     _rolled_back: set[Key] = field(default_factory=set)  # jobs whose status another writer put back: rewrite it
     _queue_written: dict[Key, float] = field(default_factory=dict)  # when a queued job's status was last written
+    _informational_budget: int = 0  # status writes that only inform, left in this round (see run_round)
     _status_issues_seen: dict[Key, str] = field(default_factory=dict)
 
     # -- queries used by the report endpoint ---------------------------------------------------------------------
@@ -143,6 +144,7 @@ class Controller:
         # so their writes overlap: a round with hundreds of admissions waits for the API server's throughput, not
         # for the sum of its round trips (bench/scale).
         gate = asyncio.Semaphore(self.settings.apply_concurrency)
+        self._informational_budget = self.settings.informational_writes_per_round
 
         async def reconcile(key: Key, ctx: JobContext) -> None:
             async with gate:
@@ -205,7 +207,11 @@ class Controller:
                 self.metrics.restarts.labels(cause).inc(delta)
         rewrite = key in self._rolled_back  # another writer put back an older status: ours goes back in
         self._rolled_back.discard(key)
-        if rewrite or (_differs(status, patch) and not self._queue_news_only(key, status, patch, now)):
+        if rewrite or (
+            _differs(status, patch)
+            and not self._queue_news_only(key, status, patch, now)
+            and not self._informational_deferred(step, rt, change)
+        ):
             if step.runtime.phase == "Queued":
                 self._queue_written[key] = now
             stored = await self.client.patch_status("TrainingJob", ns, name, {"status": patch})
@@ -215,6 +221,18 @@ class Controller:
             self.view.observe("TrainingJob", "MODIFIED", stored)
         if step.runtime.phase in TERMINAL:
             await self._ttl(job, obj, step.runtime.completion_time, now)
+
+    def _informational_deferred(self, step: Step, before: JobRuntime, change: Any) -> bool:
+        """Whether to leave this status write for a later round: it only informs (the controller's own state did not
+        move, nothing was created or deleted: a new job's first Queued status, a queue position, progress) and this
+        round has spent its budget for such writes. A burst of 2,000 new jobs otherwise made one round write 2,000
+        statuses before any admission could follow freed capacity (bench/scale)."""
+        if change is not None or not step.idle or step.runtime != before:
+            return False
+        if self._informational_budget <= 0:
+            return True
+        self._informational_budget -= 1
+        return False
 
     def _queue_news_only(self, key: Key, status: JSON, patch: JSON, now: float) -> bool:
         """A job still waiting in the queue whose only news is why (its position, the job ahead, the free GPUs):

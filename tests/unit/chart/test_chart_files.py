@@ -30,6 +30,7 @@ SETTING_VALUES = {
     "health_port": ("operator", "ports", "health"),
     "apply_concurrency": ("operator", "applyConcurrency"),
     "queue_status_interval_s": ("operator", "queueStatusIntervalS"),
+    "informational_writes_per_round": ("operator", "informationalWritesPerRound"),
     "rescale_pause_s": ("operator", "rescalePauseS"),
     "grow_mode": ("operator", "growMode"),
     "shrink_deadline_s": ("operator", "shrinkDeadlineS"),

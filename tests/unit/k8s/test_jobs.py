@@ -62,3 +62,16 @@ def test_each_job_checkpoints_in_its_own_directory_of_the_shared_volume() -> Non
     assert b.template.checkpoint_dir == "/ckpt/ns/job-2"
     assert {"name": "elastic-checkpoints", "mountPath": "/ckpt/"} in a.template.volume_mounts  # the volume itself
     assert parse_job(manifest()).template.checkpoint_dir == "/checkpoints/ns/job"
+
+
+def test_parsing_is_memoised_per_generation_and_always_carries_the_latest_object() -> None:
+    first = manifest(maxWorkers=4)
+    first["metadata"].update(uid="memo", generation=1)
+    assert parse_job(first).facts.max_workers == 4
+    with_status = {**first, "status": {"phase": "Running"}}
+    assert parse_job(with_status).obj is with_status  # same generation: the parsed spec, the latest object
+    edited = manifest(maxWorkers=8)
+    edited["metadata"].update(uid="memo", generation=2)
+    assert parse_job(edited).facts.max_workers == 8
+    stopped = {**edited, "metadata": {**edited["metadata"], "annotations": {STOP_ANNOTATION: "pruned"}}}
+    assert parse_job(stopped).facts.stop_reason == "pruned"  # the stop annotation does not bump the generation

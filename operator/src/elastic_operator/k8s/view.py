@@ -38,7 +38,13 @@ class ClusterView:
         self.changed.set()
 
     def observe(self, kind: str, event_type: str | None, obj: JSON) -> None:
-        """Fold one watch event in. `event_type` is ADDED/MODIFIED/DELETED, or None for the initial listing."""
+        """Fold one watch event in. `event_type` is ADDED/MODIFIED/DELETED, or None for the initial listing.
+
+        managedFields are dropped: nothing reads them, and they are a large part of every object (bench/scale: the
+        view of 1,000 nodes and 6,000 pods is most of the operator's memory)."""
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            meta.pop("managedFields", None)
         store: dict[Any, JSON]
         if kind == "Node":
             store, key = self.nodes, obj["metadata"]["name"]
