@@ -281,7 +281,7 @@ def main() -> int:
         "load_average": {
             "start": [round(x, 2) for x in load_start],
             "end": [round(x, 2) for x in load_end],
-            "during_max_1m": max(loads, default=None),
+            "during_max_1m": round(max(loads), 2) if loads else None,
             "during_mean_1m": round(sum(loads) / len(loads), 2) if loads else None,
         },
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -318,7 +318,8 @@ def markdown(res: dict[str, Any]) -> str:
         f"| admissions/s until saturation ({res['admissions_counted']} jobs) | {res['admissions_per_s_sustained']} "
         f"| >= 20 | {ok(res['admissions_per_s_sustained'], 20, higher=True)} |\n"
         f"| admissions/s over the whole run | {res['admissions_per_s_overall']} | | |\n"
-        f"| capacity freed -> pods created p50 / p99 (s, n={lat['n']}) | {lat['p50']} / {lat['p99']} | p99 < 5 "
+        f"| capacity freed -> pods created p50 / p99 (s, n={lat['n']}) | {lat['p50'] or 'n/a'} / {lat['p99'] or 'n/a'} "
+        "| p99 < 5 "
         f"| {ok(lat['p99'], 5)} |\n"
         f"| plan duration p50 / p99 (s, {plan['rounds']:.0f} rounds) | {plan['p50']} / {plan['p99']} | | |\n"
         f"| round duration p50 / p99 (s) | {rnd['p50']} / {rnd['p99']} | | |\n"
@@ -326,13 +327,25 @@ def markdown(res: dict[str, Any]) -> str:
         f"| API requests per decision | {res['api_requests_per_decision']} ({res['api_requests']:.0f} / "
         f"{res['decisions']:.0f}) | | |\n"
         f"| all jobs Succeeded after (s) | {res['makespan_s']} ({res['jobs_succeeded']}/{c['jobs']}) | | |\n\n"
-        f"Machine: {res['machine']['cpus']} CPUs ({res['machine']['platform']}, Python {res['machine']['python']}), "
+        + (
+            "The cluster never filled up: admissions, not capacity, were the limit all along, so no 'capacity freed' "
+            "event had a job waiting for it (n=0) and 'until saturation' covers the whole run.\n\n"
+            if res["saturated_at_s"] is None
+            else ""
+        )
+        + (
+            f"Timed out after {c['timeout_s']:g} s with {res['jobs_succeeded']} of {c['jobs']} jobs Succeeded: "
+            "the figures cover what happened until then.\n\n"
+            if res["timed_out"]
+            else ""
+        )
+        + f"Machine: {res['machine']['cpus']} CPUs ({res['machine']['platform']}, Python {res['machine']['python']}), "
         "shared with other work while this ran: load average (1 min) "
         f"{load['start'][0]} at the start, mean {load['during_mean_1m']} / max {load['during_max_1m']} during, "
         f"{load['end'][0]} at the end. Everything (control plane, kwok, operator, bench) ran on these cores.\n\n"
         "API requests by call: "
         + ", ".join(f"{k} {v:.0f}" for k, v in list(res["api_requests_by_call"].items())[:8])
-        + " (the operator's own client; kopf's four watch streams are not counted).\n"
+        + " (every request of the operator's client, its watch streams included).\n"
     )
 
 
