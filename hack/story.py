@@ -193,7 +193,7 @@ def run(
             ),
             300,
         )
-        cluster.apply(digits_job("urgent", 2, 2, 4, workdir, priority=10), "-n", NAMESPACE)
+        cluster.apply(digits_job("urgent", 2, 2, 16, workdir, priority=10), "-n", NAMESPACE)
         until("urgent Running", lambda: job("urgent").get("phase") in ("Running", *TERMINAL), 300)
         sweep_status: dict[str, Any] = {}
         if sweep:  # its trials queue behind urgent and take the GPUs urgent frees (queued jobs come before growth)

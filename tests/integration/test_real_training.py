@@ -25,6 +25,7 @@ def test_real_workers_grow_then_shrink_for_priority_and_every_job_trains_to_the_
     assert base["rescales"]["grow"] >= 1 and base["rescales"]["shrink"] >= 1, base
     assert base["restarts"]["workerFailed"] == 0, base
     assert base["progress"]["metrics"]["accuracy"] >= 0.95, base["progress"]
+    assert final["urgent"]["progress"]["metrics"]["accuracy"] >= 0.95, final["urgent"]["progress"]
     assert base["lastRescalePauseSeconds"] > 0, base
     measured = [seconds for name, seconds in story.pauses(summary) if name == "base"]
     assert len(measured) >= 2 and all(0 < s < 120 for s in measured), summary["events"]
