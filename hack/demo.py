@@ -55,7 +55,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
             if curve:
                 ax.plot([k for k, _ in curve], [v for _, v in curve], marker="o", label=f"trial {t['number']}")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel("validation accuracy (best so far)")
         ax.set_title("TuningSweep trials")
         ax.legend(fontsize="small")
     fig.tight_layout()
@@ -92,7 +92,7 @@ def report(summary: dict[str, Any]) -> bool:
         best = sweep.get("bestTrial") or {}
         print(
             f"  sweep: {sweep.get('phase')}, trials {sweep.get('trialCounts')}, best trial {best.get('number')} "
-            f"accuracy {best.get('value')} with {best.get('params')}"
+            f"validation accuracy {best.get('value')} with {best.get('params')}"
         )
         ok = ok and sweep.get("phase") == "Succeeded"
     print("  the operator's events:")

@@ -73,7 +73,8 @@ def digits_sweep(name: str, trials: int, epochs: int, workdir: Path) -> dict[str
                 {"name": "lr", "type": "float", "low": 0.01, "high": 0.5, "log": True},
                 {"name": "hidden", "type": "int", "low": 16, "high": 128, "log": True},
             ],
-            "objective": {"metric": "accuracy", "direction": "maximize"},
+            # selected on the validation split (the best epoch's model is kept); test accuracy is only reported
+            "objective": {"metric": "best_val_accuracy", "direction": "maximize"},
             "algorithm": {"name": "random", "seed": 3},
             "maxTrials": trials,
             "parallelism": 2,
