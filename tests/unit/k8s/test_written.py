@@ -6,7 +6,6 @@ reuses a rendezvous id with other members)."""
 from __future__ import annotations
 
 import asyncio
-import copy
 from typing import Any
 
 from elastic_operator.config import OperatorSettings
@@ -15,6 +14,7 @@ from elastic_operator.k8s.view import ClusterView
 from elastic_operator.k8s.written import WrittenStatus
 from elastic_operator.metrics import OperatorMetrics
 from elastic_operator.reports.server import ReportStore
+from tests.support.recording_client import StoringClient
 
 JSON = dict[str, Any]
 NOW = 1_800_000_000.0
@@ -64,33 +64,6 @@ def test_newer_status_and_other_jobs_pass_through() -> None:
     assert written.fresh(("ns", "other"), job(3, 0)) == (job(3, 0), False)
     written.forget(set())
     assert written.fresh(KEY, job(12, 4)) == (job(12, 4), False)
-
-
-class StoringClient:
-    """Applies status merge patches to one stored object and bumps its resourceVersion, as the API server does."""
-
-    def __init__(self, stored: JSON) -> None:
-        self.stored = copy.deepcopy(stored)
-        self.status_patches: list[JSON] = []
-
-    async def patch_status(self, kind: str, ns: str, name: str, patch: JSON) -> JSON:
-        self.status_patches.append(copy.deepcopy(patch["status"]))
-        self.stored["status"] = {**self.stored["status"], **copy.deepcopy(patch["status"])}
-        meta = self.stored["metadata"]
-        meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
-        return copy.deepcopy(self.stored)
-
-    async def create(self, obj: JSON) -> bool:
-        return True
-
-    async def delete(self, kind: str, namespace: str, name: str, grace_seconds: int | None = None) -> bool:
-        return True
-
-    async def post_event(self, event: JSON) -> None:
-        return None
-
-    async def request(self, method: str, path: str, body: Any = None, **_: Any) -> JSON:
-        return {}
 
 
 def test_a_rolled_back_status_is_written_again_and_directives_keep_the_generation() -> None:

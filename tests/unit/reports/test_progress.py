@@ -5,7 +5,6 @@ from a pod that had not trained yet (step 0, no checkpoint), the round wrote pro
 from __future__ import annotations
 
 import asyncio
-import copy
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from elastic_operator.metrics import OperatorMetrics
 from elastic_operator.reports.progress import durable_checkpoint
 from elastic_operator.reports.server import ReportStore, StoredReport
 from elastic_trainer import contract
+from tests.support.recording_client import RecordingClient
 
 JSON = dict[str, Any]
 NOW = 1_800_000_000.0
@@ -44,27 +44,6 @@ def stored(pod: str, step: int, checkpoint: int | None, state: str = "running", 
 )
 def test_durable_checkpoint(reports: list[StoredReport], previous: Any, expected: int | None) -> None:
     assert durable_checkpoint(reports, previous) == expected
-
-
-class RecordingClient:
-    def __init__(self) -> None:
-        self.status_patches: list[JSON] = []
-
-    async def patch_status(self, kind: str, ns: str, name: str, patch: JSON) -> JSON:
-        self.status_patches.append(copy.deepcopy(patch["status"]))
-        return {}
-
-    async def create(self, obj: JSON) -> bool:
-        return True
-
-    async def delete(self, kind: str, namespace: str, name: str, grace_seconds: int | None = None) -> bool:
-        return True
-
-    async def post_event(self, event: JSON) -> None:
-        return None
-
-    async def request(self, method: str, path: str, body: Any = None, **_: Any) -> JSON:
-        return {}
 
 
 def running_job() -> JSON:
