@@ -59,6 +59,15 @@ class Check:
         if len(self.examples) < 10:
             self.examples.append(message)
 
+    def fold(self, total: int, failures: list[str], folded: tuple[int, int]) -> tuple[int, int]:
+        """Count what a running tally added since `folded` (its total and failure count when last folded): the new
+        failures, and the other new checks as passed. Returns what is folded now."""
+        new = failures[folded[1] :]
+        self.ok(max(0, total - folded[0] - len(new)))
+        for message in new:
+            self.fail(message)
+        return total, len(failures)
+
 
 class Persistent:
     """Keys of a condition seen in consecutive polls; a key counts once it has lasted `grace_s`."""
@@ -112,10 +121,8 @@ class Invariants:
         self.duplicates = Persistent(GRACE_S)
         self.checkpoint_high: dict[str, int] = {}  # job uid -> highest lastCheckpointStep the status showed
         self.rss_samples: list[float] = []
-        self._seen_generation_checks = 0
-        self._seen_regressions = 0
-        self._watch_events = 0
-        self._watch_violations = 0
+        self._folded_generations = (0, 0)  # (checks, regressions) already counted
+        self._folded_watch = (0, 0)  # (pod events, violations) already counted
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="chaos-invariants", daemon=True)
 
@@ -168,22 +175,13 @@ class Invariants:
 
     def _fold_watcher(self) -> None:
         events, violations = self.watcher.snapshot()
-        check = self.checks["capacity_pods"]
-        new = violations[self._watch_violations :]
-        check.ok(max(0, events - self._watch_events - len(new)))
-        for v in new:
-            check.fail(v)
-        self._watch_events, self._watch_violations = events, len(violations)
+        self._folded_watch = self.checks["capacity_pods"].fold(events, list(violations), self._folded_watch)
 
     def _fold_trainers(self) -> None:
         seen = self.trainers.seen
-        check = self.checks["generations"]
-        total, regressions = seen.generation_checks, list(seen.generation_regressions)
-        new = regressions[self._seen_regressions :]
-        check.ok(max(0, total - self._seen_generation_checks - len(new)))
-        for r in new:
-            check.fail(r)
-        self._seen_generation_checks, self._seen_regressions = total, len(regressions)
+        self._folded_generations = self.checks["generations"].fold(
+            seen.generation_checks, list(seen.generation_regressions), self._folded_generations
+        )
 
     def poll(self) -> None:
         jobs = self.api.jobs(self.namespace)  # jobs first, then pods: a pod seen after is one that existed before
