@@ -136,7 +136,8 @@ class Controller:
         changes, queue_info, snapshot_info = plan_changes(
             self.view, contexts, pods_by_job, self.settings, now, self.throughputs
         )
-        self.metrics.plan_duration.observe(time.perf_counter() - started)
+        planned = time.perf_counter()
+        self.metrics.plan_duration.observe(planned - started)
         self._export_gauges(contexts, snapshot_info)
         self.reports.forget(set(contexts))
         self.written.forget(set(contexts))
@@ -160,6 +161,18 @@ class Controller:
                     log.exception("reconciling %s/%s failed; retrying next round", *key)
 
         await asyncio.gather(*(reconcile(key, ctx) for key, ctx in contexts.items()))
+        if log.isEnabledFor(logging.DEBUG):
+            actions: dict[str, int] = {}
+            for ch in changes.values():
+                actions[ch.change.action] = actions.get(ch.change.action, 0) + 1
+            log.debug(
+                "round: %d jobs, changes %s, plan %.3fs, round %.3fs; queue head: %s",
+                len(contexts),
+                actions,
+                planned - started,
+                time.perf_counter() - started,
+                next((q.get("reason") for q in queue_info.values() if q.get("queuePosition") == 1), "none"),
+            )
 
     async def _reconcile(
         self,
