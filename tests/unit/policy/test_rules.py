@@ -354,3 +354,31 @@ def test_workers_that_do_not_help_are_released() -> None:
     assert "do not help" in d.reason
     cooling = job("a", min=1, max=8, running_on=["n1"] * 6, throughput={4: 100.0, 6: 90.0}, last_rescale=NOW - 5)
     assert plan(snap([node("n1", gpus=8)], [cooling], grow=True), NOW).changes == ()
+
+
+@pytest.mark.parametrize(
+    ("big_tp", "small_tp", "moved"),
+    [
+        # 12 workers near their plateau: the last one adds 1 % to the big job, a 2nd worker nearly doubles the small
+        # one. The big job's 30 s pause delays it by about 30 s, far less than the small one gains: move. (Counted in
+        # 1-worker throughputs instead, the big job's pause would weigh 12 x as much and block the move.)
+        ({1: 100.0, 8: 780.0, 11: 1000.0, 12: 1010.0}, {1: 100.0}, 1),
+        # the small job would gain 15 % for 270 s: less than the big job's pause costs it
+        ({1: 100.0, 8: 780.0, 11: 1000.0, 12: 1010.0}, {1: 100.0, 2: 115.0}, 0),
+        # the big job still scales: its worker is worth as much where it is
+        ({1: 100.0, 11: 1100.0, 12: 1200.0}, {1: 100.0}, 0),
+    ],
+)
+def test_rebalance_pays_off_in_each_jobs_own_time(big_tp, small_tp, moved) -> None:  # type: ignore[no-untyped-def]
+    nodes = [node(f"n{i}", gpus=4) for i in range(1, 5)]
+    big = job("big", max=12, running_on=["n1"] * 4 + ["n2"] * 4 + ["n3"] * 4, created=1, throughput=big_tp)
+    small = job("small", max=8, running_on=["n4"], created=2, throughput=small_tp)
+    s = snap(nodes, [big, small], usage={"n4": gpus(3)}, grow=True, rescale_pause_s=30.0, cooldown_s=300.0)
+    p = plan(s, NOW)
+    d_big, d_small = p.decision("ns/big"), p.decision("ns/small")
+    if moved == 0:
+        assert d_big is None or d_big.action is not Action.SHRINK
+        assert d_small is None or d_small.action is not Action.GROW
+    else:
+        assert d_big is not None and (d_big.action, d_big.target) == (Action.SHRINK, 12 - moved)
+        assert d_small is not None and (d_small.action, d_small.target) == (Action.GROW, 1 + moved)

@@ -6,7 +6,8 @@ everything it took while later jobs sit at their minimum. One worker at a time m
 recipient that gains most (or has the fewest), while the gain beats the loss by `Settings.rebalance_margin`. A donor
 must be of lower or equal priority than the recipient, allow shrinking, stay at or above its minimum, and be out of
 its cooldown (unlike reclaim for the queue head, rebalancing is an optimisation and waits). At the end the whole set of
-moves must pay for every pause it causes over the jobs' cooldown horizons, or none of it happens.
+moves must pay for every pause it causes over the jobs' cooldown horizons, or none of it happens; gains and losses
+are summed in seconds of each job's own progress (see `_value`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,14 @@ class Donor:
 
 
 def _value(curve: Curve, n: int, m: int, horizon: float, pause: float) -> float:
-    """Work over the horizon at m workers (after a pause) minus at n workers, in 1-worker throughput-seconds."""
-    base = curve.at(1) or 1.0
+    """Seconds of its own progress a job gains (or loses, < 0) over the horizon by going from n to m workers with a
+    pause: work at m minus work at n, divided by its speed at n.
+
+    In the job's own time because the objective is completion time: a pause delays a 48-worker job by the same 30 s
+    as a 1-worker job. Counted in 1-worker throughputs instead, the big job's pause weighed 48 times as much, and a
+    just-admitted job stayed at one worker beside a big job's useless last workers (on the Pollux workloads at half
+    load, jobs asking for 16 GPUs ran on one for most of their life)."""
+    base = curve.at(n) or curve.at(1) or 1.0
     return (curve.at(m) * max(0.0, horizon - pause) - curve.at(n) * horizon) / base
 
 
