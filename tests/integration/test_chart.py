@@ -44,7 +44,6 @@ DOCUMENTED_CLUSTER = {
 }  # fmt: skip
 DOCUMENTED_WATCHED = {
     ("", "pods", "create"), ("", "pods", "delete"),
-    ("", "services", "create"),
     ("", "secrets", "create"),
     ("networking.k8s.io", "networkpolicies", "create"),
     ("events.k8s.io", "events", "create"),

@@ -18,8 +18,11 @@ class RecordingClient:
         self.status_patches.append(copy.deepcopy(patch["status"]))
         return {}
 
-    async def create(self, obj: JSON) -> bool:
-        return True
+    async def create(self, obj: JSON) -> JSON | None:
+        """Stored, as the API server answers a 201: the object with a resourceVersion."""
+        stored = copy.deepcopy(obj)
+        stored["metadata"]["resourceVersion"] = "1"
+        return stored
 
     async def delete(self, kind: str, namespace: str, name: str, grace_seconds: int | None = None) -> bool:
         return True

@@ -30,7 +30,15 @@ from elastic_operator.k8s.view import ClusterView, Key
 from elastic_operator.k8s.written import WrittenStatus
 from elastic_operator.lifecycle.directive import EXIT, WAIT, directive_for
 from elastic_operator.lifecycle.state import TERMINAL, JobRuntime, from_status, iso, to_status
-from elastic_operator.lifecycle.step import Inputs, PodFacts, Step, Timeouts, advance, worker_pod_name
+from elastic_operator.lifecycle.step import (
+    Inputs,
+    PodFacts,
+    Step,
+    Timeouts,
+    advance,
+    mark_created,
+    worker_pod_name,
+)
 from elastic_operator.metrics import OperatorMetrics
 from elastic_operator.render import pods as render
 from elastic_operator.render.names import JOB_UID_LABEL
@@ -198,7 +206,16 @@ class Controller:
         )
         step = advance(inputs, now)
         job = render.JobRef(ns, name, str(obj["metadata"]["uid"]))
-        await self._apply(job, ctx, step)
+        created = await self._apply(job, ctx, step)
+        if created:
+            step = replace(
+                step,
+                runtime=mark_created(
+                    step.runtime,
+                    [s.slot for s in step.create_workers if worker_pod_name(name, s.slot) in created],
+                    step.create_rendezvous in created,
+                ),
+            )
         if step.pause_s is not None:
             self.metrics.rescale_pause.observe(step.pause_s)
         patch = to_status(step.runtime)
@@ -232,6 +249,7 @@ class Controller:
             # Into the view at once: the next round must not see this job's new pods (another watch stream) with
             # its old status, which would make them strays of a job that placed nothing.
             self.view.observe("TrainingJob", "MODIFIED", stored)
+        await self._events(job, step)
         if step.runtime.phase in TERMINAL:
             await self._ttl(job, obj, step.runtime.completion_time, now)
 
@@ -264,27 +282,42 @@ class Controller:
             return replace(facts, phase="Failed", disrupted=True)
         return facts
 
-    async def _apply(self, job: render.JobRef, ctx: JobContext, step: Step) -> None:
+    async def _apply(self, job: render.JobRef, ctx: JobContext, step: Step) -> set[str]:
+        """The step's creates and deletes, each group at once: an admission is three round trips (token Secret and
+        NetworkPolicy, then every pod, then the status), not eight in a row (bench/scale). The Secret comes before
+        the pods that mount it, the NetworkPolicy before the rendezvous pod it protects. Returns the names of the
+        pods the API server stored."""
         port = self.rendezvous_port(job.uid)
         if step.create_workers or step.create_rendezvous:
             infra_key = ((job.namespace, job.name), job.uid)
             if infra_key not in self._infra_done:
-                await self.client.create(render.token_secret(job, job_token(self.token_key, job.uid)))
-                await self.client.create(render.rendezvous_service(job, port))
-                await self.client.create(render.rendezvous_network_policy(job, port))
+                await asyncio.gather(
+                    self.client.create(render.token_secret(job, job_token(self.token_key, job.uid))),
+                    self.client.create(render.rendezvous_network_policy(job, port)),
+                )
                 self._infra_done.add(infra_key)
-        if step.create_rendezvous:
-            await self.client.create(render.rendezvous_pod(job, ctx.template, step.create_rendezvous, port))
-        for slot in step.create_workers:
-            pod = render.worker_pod(
+        pods = [
+            render.worker_pod(
                 job, ctx.template, slot.slot, slot.node, worker_pod_name(job.name, slot.slot), self.report_url
             )
-            await self.client.create(pod)
+            for slot in step.create_workers
+        ]
+        if step.create_rendezvous:
+            pods.insert(0, render.rendezvous_pod(job, ctx.template, step.create_rendezvous, port))
+        stored = await asyncio.gather(*(self.client.create(pod) for pod in pods))
+        created: set[str] = set()
+        for pod in stored:
+            if pod is not None:  # into the view at once: the next round must not create it again (409) or wait
+                self.view.observe("Pod", "ADDED", pod)
+                created.add(pod["metadata"]["name"])
         for pod_name, why in step.delete_pods:
             log.info("deleting pod %s/%s: %s", job.namespace, pod_name, why)
-            await self.client.delete("Pod", job.namespace, pod_name)
-        for event in step.events:
-            await self._event(job, event.type, event.reason, event.message)
+        await asyncio.gather(*(self.client.delete("Pod", job.namespace, name) for name, _ in step.delete_pods))
+        return created
+
+    async def _events(self, job: render.JobRef, step: Step) -> None:
+        """After the status write: an event only explains, the status is what admits (and what users wait on)."""
+        await asyncio.gather(*(self._event(job, e.type, e.reason, e.message) for e in step.events))
 
     async def _event(self, job: render.JobRef, type_: str, reason: str, message: str) -> None:
         now = self.clock()

@@ -52,10 +52,10 @@ class StandInApiServer:
         stored["status"] = merge(old, patch["status"]) if isinstance(old, dict) else patch["status"]
         return copy.deepcopy(stored)
 
-    async def create(self, obj: JSON) -> bool:
+    async def create(self, obj: JSON) -> JSON | None:
         json.dumps(obj, allow_nan=False)
         self.created.append(obj["metadata"]["name"])
-        return True
+        return {**obj, "metadata": {**obj["metadata"], "resourceVersion": "1"}}
 
     async def delete(self, kind: str, namespace: str, name: str, grace_seconds: int | None = None) -> bool:
         return True

@@ -30,6 +30,7 @@ from elastic_operator.lifecycle.step import (
     Step,
     Timeouts,
     advance,
+    mark_created,
     worker_pod_name,
 )
 
@@ -189,6 +190,38 @@ def test_success_reported_by_a_member_completes_the_job() -> None:
 def test_all_members_succeeded_completes_the_job() -> None:
     s = step(running(2), [worker(0, phase="Succeeded"), worker(1, phase="Succeeded"), rdzv()])
     assert s.runtime.phase == SUCCEEDED
+
+
+def test_a_finished_job_gives_up_its_placement_at_once_and_keeps_its_finished_pods() -> None:
+    pods = [worker(0, phase="Succeeded"), worker(1, phase="Succeeded"), rdzv()]
+    done = step(running(2), pods)
+    # one status write: the placement goes with the phase (what still runs counts as foreign usage until gone)
+    assert (done.runtime.placement, done.runtime.members) == ((), ())
+    assert done.delete_pods == (("job-rdzv-1", "job completed"),)
+    # later rounds: the finished workers stay (their logs, like a Kubernetes Job's) until the job is deleted;
+    # a pod still running goes
+    later = step(done.runtime, [*pods[:1], worker(1, phase="Running")])
+    assert later.delete_pods == (("job-w1", "job succeeded"),)
+    assert later.runtime == done.runtime
+    assert step(done.runtime, pods[:2]).idle
+
+
+def test_pods_the_api_server_stored_count_as_seen_in_the_same_status_write() -> None:
+    s = step(JobRuntime(), [], change=Change("admit", 2, add_nodes=("a", "b"), reason="fits"))
+    assert not any(slot.seen for slot in s.runtime.placement) and not s.runtime.rendezvous_seen
+    rt = mark_created(s.runtime, [0], rendezvous=True)
+    assert [slot.seen for slot in rt.placement] == [True, False]
+    assert rt.rendezvous_seen
+    # slot 1 was a 409 (a pod of that name existed): created again until the watch shows it, never taken as lost
+    again = step(rt, [worker(0, phase="Pending"), rdzv(phase="Pending")])
+    assert [c.slot for c in again.create_workers] == [1]
+    assert again.runtime.restarts == {}
+    # slot 0 seen and then gone: lost, not created as if it never existed
+    gone = step(rt, [worker(1, phase="Pending"), rdzv(phase="Pending")])
+    assert gone.runtime.restarts.get(WORKER_LOST) == 1
+    assert mark_created(rt, [0, 1], rendezvous=False) == replace(
+        rt, placement=tuple(replace(slot, seen=True) for slot in rt.placement)
+    )
 
 
 def test_suspend_releases_workers_and_resume_requeues() -> None:

@@ -30,12 +30,12 @@ class FakeClient:
         self.objects[name] = obj
         return obj
 
-    async def create(self, obj: dict[str, Any]) -> bool:
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         self.calls.append(("create", obj["metadata"]["name"]))
         if obj["metadata"]["name"] in self.objects:
-            return False
+            return None
         self.objects[obj["metadata"]["name"]] = obj
-        return True
+        return obj
 
     async def request(self, method: str, path: str, body: Any = None, **_: Any) -> dict[str, Any]:
         self.calls.append((method, (path.rsplit("/", 1)[-1], body)))

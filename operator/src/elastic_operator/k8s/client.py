@@ -22,7 +22,6 @@ JSON = dict[str, Any]
 # kind -> (API prefix, plural) for everything the operator creates or deletes
 KINDS: dict[str, tuple[str, str]] = {
     "Pod": ("/api/v1", "pods"),
-    "Service": ("/api/v1", "services"),
     "Secret": ("/api/v1", "secrets"),
     "Event": ("/apis/events.k8s.io/v1", "events"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
@@ -132,15 +131,15 @@ class KubeClient:
 
     # -- creates (409 Conflict means it exists: fine, apply is level-based) -------------------------------------
 
-    async def create(self, obj: JSON) -> bool:
-        """Create a namespaced object of a kind the operator owns. Returns False when it already existed."""
+    async def create(self, obj: JSON) -> JSON | None:
+        """Create a namespaced object of a kind the operator owns. Returns the object as stored, or None when one of
+        that name already existed."""
         try:
-            await self.request("POST", self.path(obj["kind"], obj["metadata"]["namespace"]), obj)
+            return await self.request("POST", self.path(obj["kind"], obj["metadata"]["namespace"]), obj)
         except ApiException as exc:
             if exc.status == 409:
-                return False
+                return None
             raise
-        return True
 
     async def delete(self, kind: str, namespace: str, name: str, grace_seconds: int | None = None) -> bool:
         """Delete (background propagation). Returns False when it was already gone."""

@@ -13,7 +13,7 @@ opens g+1 without it, or requeues the job when fewer than minWorkers remain.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 
 from elastic_operator.lifecycle.state import (
@@ -130,6 +130,18 @@ def rendezvous_pod_name(job: str, count: int) -> str:
     return f"{job}-rdzv-{count}"
 
 
+def mark_created(rt: JobRuntime, slots: Collection[int], rendezvous: bool) -> JobRuntime:
+    """The runtime once the API server has stored the step's new pods (201 Created, not 409): they exist, so they
+    count as seen (a pod seen and then gone is lost, one never seen is created again). Marked in the same status
+    write as the step, not one round later when the watch delivers them: one status write fewer per admission and
+    per rescale (bench/scale)."""
+    if any(not s.seen and s.slot in slots for s in rt.placement):
+        rt = replace(rt, placement=tuple(replace(s, seen=s.seen or s.slot in slots) for s in rt.placement))
+    if rendezvous and rt.rendezvous_pod and not rt.rendezvous_seen:
+        rt = replace(rt, rendezvous_seen=True)
+    return rt
+
+
 def active(pod: PodFacts) -> bool:
     return not pod.deleting and pod.phase in ("Pending", "Running", "Unknown")
 
@@ -182,15 +194,17 @@ def advance(inp: Inputs, now: float) -> Step:
     workers = {p.slot: p for p in inp.pods if p.role == "worker" and p.slot is not None}
     rendezvous = [p for p in inp.pods if p.role == "rendezvous"]
 
+    if b.rt.phase in TERMINAL:
+        # A finished job keeps its finished pods (their logs), like a Kubernetes Job, until it is deleted (its
+        # ttlSecondsAfterFinished, or a user); pods still running go now.
+        _release_everything(b, inp, workers, rendezvous)
+        return b.build()
+
     # Stray pods: workers of slots we no longer track (e.g. left over from before a crash) go away.
     tracked = set(b.rt.slots) | b.rt.leaving_slots()
     for slot, pod in workers.items():
         if slot not in tracked and not pod.deleting:
             b.delete(pod.name, "not part of the job's placement")
-
-    if b.rt.phase in TERMINAL:
-        _release_everything(b, inp, workers, rendezvous)
-        return b.build()
 
     if _finished(b, inp, workers, now):
         return b.build()
@@ -244,7 +258,11 @@ def _finished(b: _Builder, inp: Inputs, workers: Mapping[int, PodFacts], now: fl
     all_pods_done = all(p is not None and p.phase == "Succeeded" for p in member_pods)
     if not (reported or all_pods_done):
         return False
-    b.rt = replace(rt, phase=SUCCEEDED, completion_time=now, leaving=(), message="training completed")
+    # the placement goes in the same status write: pods still holding resources count as foreign usage until they
+    # are gone, so capacity is not given twice, and no second write per job just to clear it (bench/scale)
+    b.rt = replace(
+        rt, phase=SUCCEEDED, completion_time=now, placement=(), members=(), leaving=(), message="training completed"
+    )
     b.event("Completed", f"training completed with {len(rt.members)} workers")
     for p in inp.pods:
         if active(p) and p.phase != "Succeeded" and (p.role == "rendezvous" or not reported):

@@ -20,9 +20,5 @@ def token_secret_name(job: str) -> str:
     return f"{job}-report-token"
 
 
-def rendezvous_service_name(job: str) -> str:
-    return f"{job}-rdzv"
-
-
 def network_policy_name(job: str) -> str:
     return f"{job}-rdzv"

@@ -22,7 +22,6 @@ from elastic_operator.render.names import (
     TOKEN_KEY,
     WORKER,
     network_policy_name,
-    rendezvous_service_name,
     token_secret_name,
 )
 from elastic_trainer import contract
@@ -188,24 +187,6 @@ def rendezvous_pod(job: JobRef, template: WorkerTemplate, pod_name: str, port: i
         ],
     }
     return _pod(job, template, pod_name, job.labels(RENDEZVOUS), {}, spec)
-
-
-def rendezvous_service(job: JobRef, port: int) -> JSON:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": rendezvous_service_name(job.name),
-            "namespace": job.namespace,
-            "labels": job.labels(RENDEZVOUS),
-            "ownerReferences": [job.owner_reference()],
-        },
-        "spec": {
-            "clusterIP": "None",
-            "selector": {JOB_LABEL: job.name, ROLE_LABEL: RENDEZVOUS},
-            "ports": [{"name": "rendezvous", "port": port, "targetPort": port}],
-        },
-    }
 
 
 def token_secret(job: JobRef, token: str) -> JSON:
