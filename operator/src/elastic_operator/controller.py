@@ -17,11 +17,9 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from elastic_operator.api.common import Condition
-from elastic_operator.api.trainingjob import TrainingJobStatus
-from elastic_operator.api.validation import parse_status, status_issues
 from elastic_operator.config import OperatorSettings
 from elastic_operator.k8s.client import KubeClient
+from elastic_operator.k8s.derived import Derived, StatusDerived, valid_conditions
 from elastic_operator.k8s.facts import pod_facts
 from elastic_operator.k8s.jobs import JobContext, parse_job
 from elastic_operator.k8s.snapshot import Throughputs, plan_changes
@@ -71,6 +69,7 @@ class Controller:
     _queue_written: dict[Key, float] = field(default_factory=dict)  # when a queued job's status was last written
     _informational_budget: int = 0  # status writes that only inform, left in this round (see run_round)
     _status_issues_seen: dict[Key, str] = field(default_factory=dict)
+    derived: StatusDerived = field(default_factory=StatusDerived)  # per job, from its status (k8s/derived.py)
 
     # -- queries used by the report endpoint ---------------------------------------------------------------------
 
@@ -124,6 +123,7 @@ class Controller:
             log.warning("sweep round failed: %s %s", exc.status, exc.reason)
         started = time.perf_counter()
         contexts: dict[Key, JobContext] = {}
+        derived: dict[Key, Derived] = {}
         for key, watched in list(self.view.jobs.items()):
             if not self.managed(key) or watched.get("metadata", {}).get("deletionTimestamp"):
                 continue
@@ -140,15 +140,18 @@ class Controller:
                 continue
             self._invalid_seen.pop(key, None)
             contexts[key] = ctx
+            derived[key] = self.derived.of(key, obj)
         pods_by_job = self.view.pods_by_job()
+        runtimes = {key: d.runtime for key, d in derived.items()}
         changes, queue_info, snapshot_info = plan_changes(
-            self.view, contexts, pods_by_job, self.settings, now, self.throughputs
+            self.view, contexts, runtimes, pods_by_job, self.settings, now, self.throughputs
         )
         planned = time.perf_counter()
         self.metrics.plan_duration.observe(planned - started)
-        self._export_gauges(contexts, snapshot_info)
+        self._export_gauges(runtimes, snapshot_info)
         self.reports.forget(set(contexts))
         self.written.forget(set(contexts))
+        self.derived.forget(set(contexts))
         # Jobs are independent once planned (capacity a job gives up is counted as used until its pods are gone),
         # so their writes overlap: a round with hundreds of admissions waits for the API server's throughput, not
         # for the sum of its round trips (bench/scale).
@@ -159,7 +162,7 @@ class Controller:
             async with gate:
                 try:
                     await self._reconcile(
-                        key, ctx, pods_by_job.get(key, []), changes.get(key), queue_info.get(key), now
+                        key, ctx, derived[key], pods_by_job.get(key, []), changes.get(key), queue_info.get(key), now
                     )
                 except ApiException as exc:
                     self.metrics.apply_errors.labels("api").inc()
@@ -186,6 +189,7 @@ class Controller:
         self,
         key: Key,
         ctx: JobContext,
+        derived: Derived,
         raw_pods: list[JSON],
         change: Any,
         queue: JSON | None,
@@ -194,8 +198,8 @@ class Controller:
         ns, name = key
         obj = ctx.obj
         status = _object(obj.get("status"))
-        rt = from_status(status)
-        await self._say_status_issues(key, obj)
+        rt = derived.runtime
+        await self._say_status_issues(key, obj, derived.issues)
         inputs = Inputs(
             spec=ctx.facts,
             runtime=rt,
@@ -230,7 +234,7 @@ class Controller:
                 self.metrics.rescales.labels(change.change.action, change.reason_code).inc()
         elif queue is not None and step.runtime.phase == "Queued":
             patch["lastDecision"] = {**queue, "time": _object(status.get("lastDecision")).get("time") or iso(now)}
-        patch["conditions"] = _conditions(status.get("conditions"), step.runtime.phase, obj, now)
+        patch["conditions"] = _conditions(derived.conditions, step.runtime.phase, obj, now)
         for cause in ("workerFailed", "workerLost", "rendezvousLost"):
             delta = step.runtime.restarts.get(cause, 0) - rt.restarts.get(cause, 0)
             if delta > 0:
@@ -346,10 +350,9 @@ class Controller:
             self.metrics.apply_errors.labels("event").inc()
             log.debug("event for %s/%s not posted: %s", job.namespace, job.name, exc.reason)
 
-    async def _say_status_issues(self, key: Key, obj: JSON) -> None:
+    async def _say_status_issues(self, key: Key, obj: JSON, issues: tuple[tuple[str, str], ...]) -> None:
         """A status field that does not parse (an older operator, a second writer) was read as its default; say
         which, once per job and message: the status patch that follows rewrites the fields the controller owns."""
-        issues = status_issues(TrainingJobStatus, obj.get("status"))
         if not issues:
             self._status_issues_seen.pop(key, None)
             return
@@ -371,7 +374,7 @@ class Controller:
         job = render.JobRef(ns, name, str(obj["metadata"]["uid"]))
         now = self.clock()
         status = _object(obj.get("status"))
-        conditions = [c for c in _valid_conditions(status.get("conditions")) if c.get("type") != "InvalidSpec"]
+        conditions = [c for c in valid_conditions(status.get("conditions")) if c.get("type") != "InvalidSpec"]
         conditions.append(
             {
                 "type": "InvalidSpec",
@@ -420,11 +423,10 @@ class Controller:
             "remainingSamples": r.remaining_samples,
         }
 
-    def _export_gauges(self, contexts: dict[Key, JobContext], info: JSON) -> None:
+    def _export_gauges(self, runtimes: dict[Key, JobRuntime], info: JSON) -> None:
         phases: dict[str, int] = {}
-        for ctx in contexts.values():
-            phase = from_status(ctx.obj.get("status")).phase
-            phases[phase] = phases.get(phase, 0) + 1
+        for rt in runtimes.values():
+            phases[rt.phase] = phases.get(rt.phase, 0) + 1
         for phase in ("Queued", "Starting", "Running", "Rescaling", "Succeeded", "Failed", "Suspended"):
             self.metrics.jobs.labels(phase).set(phases.get(phase, 0))
         self.metrics.queue_depth.set(info.get("queue_depth", 0))
@@ -439,16 +441,7 @@ def _object(value: Any) -> JSON:
     return value if isinstance(value, dict) else {}
 
 
-def _valid_conditions(value: Any) -> list[JSON]:
-    """The entries of a stored conditions list that are conditions (others are dropped by the next write)."""
-    return (
-        [c for c in value if isinstance(c, dict) and parse_status(Condition, c) is not None]
-        if isinstance(value, list)
-        else []
-    )
-
-
-def _conditions(existing: Any, phase: str, obj: JSON, now: float) -> list[JSON]:
+def _conditions(existing: tuple[JSON, ...], phase: str, obj: JSON, now: float) -> list[JSON]:
     """Kubernetes-style conditions derived from the phase: Admitted, Running, Succeeded, Failed (+ no InvalidSpec)."""
     wanted = {
         "Admitted": phase not in ("Queued", "Suspended"),
@@ -458,7 +451,7 @@ def _conditions(existing: Any, phase: str, obj: JSON, now: float) -> list[JSON]:
         "Succeeded": phase == "Succeeded",
         "Failed": phase == "Failed",
     }
-    by_type = {c.get("type"): c for c in _valid_conditions(existing) if c.get("type") != "InvalidSpec"}
+    by_type = {c.get("type"): c for c in existing if c.get("type") != "InvalidSpec"}
     out: list[JSON] = []
     for ctype, truth in wanted.items():
         status = "True" if truth else "False"
@@ -486,7 +479,7 @@ def _differs(status: JSON, patch: JSON) -> bool:
 def _changed_keys(status: JSON, patch: JSON) -> list[str]:
     """The keys a merge patch would change. null deletes, so a None in the patch equals an absent field (else a
     nested None, like controller.generationStarted of a queued job, made every round write every job again)."""
-    return [k for k, v in patch.items() if _without_nulls(status.get(k)) != _without_nulls(v)]
+    return [k for k, v in patch.items() if v != status.get(k) and _without_nulls(status.get(k)) != _without_nulls(v)]
 
 
 def _without_nulls(value: Any) -> Any:
