@@ -158,7 +158,7 @@ def main() -> int:
             ]
             create_all(session, "/api/v1/nodes", nodes)
             wait_for(
-                lambda: ready_nodes(session) >= args.nodes, timeout=300, interval=2, message="nodes Ready and untainted"
+                lambda: ready_nodes(session) >= args.nodes, timeout=600, interval=2, message="nodes Ready and untainted"
             )
             setup_s = time.monotonic() - started
             print(f"{args.nodes} nodes Ready and untainted after {setup_s:.0f}s", flush=True)

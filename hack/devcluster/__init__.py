@@ -31,11 +31,16 @@ FAKE_NODE_LABEL = "elastic.training/fake-node"
 
 # GPU clusters bin-pack: score nodes by how full they get (MostAllocated), GPUs weighing most, so that whole
 # nodes stay free for large workers. kube-scheduler's default (LeastAllocated) spreads instead.
+# Client rate limits lifted (as kwokctl's disableQPSLimits does for simulated clusters): the defaults (scheduler
+# 50 requests/s, controller-manager 20/s) bound how fast 1,000 fake nodes lose their not-ready taint (~4 min) and
+# how fast pods are bound, which is not what bench/scale measures.
 SCHEDULER_CONFIG = """\
 apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
 clientConnection:
   kubeconfig: {kubeconfig}
+  qps: 5000
+  burst: 10000
 leaderElection:
   leaderElect: false
 profiles:
@@ -247,6 +252,8 @@ class DevCluster:
                     "--controllers=*,-nodeipam,-service-lb-controller,-route,-cloud-node-lifecycle",
                     "--node-monitor-grace-period=20s",
                     "--terminated-pod-gc-threshold=5000",
+                    "--kube-api-qps=5000",
+                    "--kube-api-burst=10000",
                 ],
             )
             scheduler_config = directory / "scheduler.yaml"
