@@ -15,6 +15,8 @@ import argparse
 import json
 import os
 import platform
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -138,6 +140,9 @@ def main() -> int:
     parser.add_argument("--out", default="scale", help="results file stem under bench/results")
     parser.add_argument("--keep-logs", default="", help="copy the operator log here")
     args = parser.parse_args()
+    # SIGTERM (timeout, kill) unwinds like Ctrl-C: the finally blocks stop the operator and the control plane,
+    # which otherwise keep running (and loading the machine) after the bench is gone
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.quick:
         args.nodes, args.jobs, args.run_s, args.burst_interval_s = 100, 200, 20.0, 5.0
         if args.out == "scale":
@@ -149,6 +154,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         started = time.monotonic()
         cluster = DevCluster.start(Path(tmp) / "cluster")
+        op: OperatorProcess | None = None
         try:
             cluster.apply_crds()
             session = Session(cluster)
@@ -223,6 +229,8 @@ def main() -> int:
             if args.keep_logs:
                 Path(args.keep_logs).write_bytes(log_path.read_bytes())
         finally:
+            if op is not None:
+                op.kill()  # a no-op after op.stop(); an interrupted run must not leave it running
             cluster.stop()
     load_end = os.getloadavg()
     lines = timelines(recorder, workers)
