@@ -62,6 +62,13 @@ def _selector(text: str) -> dict[str, str]:
 _parsed_resources: dict[tuple[tuple[str, str], ...], Resources] = {}
 
 
+# Every pod takes one of its node's pod slots (allocatable `pods`, 110 by default), as the scheduler counts them:
+# a worker placed on a node whose slots are full stays Pending ("Too many pods"; bench/scale, where 1,000 small
+# rendezvous pods filled a few nodes). A node that reports no limit gets one nothing reaches.
+PODS = "pods"
+UNLIMITED_PODS = "1000000"
+
+
 def _resources(raw: Mapping[str, Any]) -> Resources:
     """Memoised by content: 1,000 nodes' allocatable and 2,000 jobs' requests are a handful of distinct maps, and
     parsing quantities (exact fractions) every round was a third of a quiet round at that size (bench/scale)."""
@@ -85,7 +92,7 @@ def build_nodes(view: ClusterView, settings: OperatorSettings) -> tuple[Node, ..
         nodes.append(
             Node(
                 name=name,
-                allocatable=_resources((obj.get("status") or {}).get("allocatable") or {}),
+                allocatable=_resources({PODS: UNLIMITED_PODS, **((obj.get("status") or {}).get("allocatable") or {})}),
                 labels=dict(labels),
                 taints=tuple(
                     Taint(t.get("key", ""), t.get("value", "") or "", t.get("effect", "NoSchedule"))
@@ -132,7 +139,7 @@ def _policy_job(
     requeued = rt.rescales.get("requeue", 0) or rt.restarts.get("workerLost", 0) or rt.restarts.get("workerFailed", 0)
     return Job(
         key=f"{key[0]}/{key[1]}",
-        per_worker=_resources(ctx.requests),
+        per_worker=_resources({**ctx.requests, PODS: "1"}),
         min_workers=ctx.facts.min_workers,
         max_workers=ctx.facts.max_workers,
         priority=ctx.priority,
@@ -186,6 +193,7 @@ def build_snapshot(
         usage = foreign.setdefault(node, {})
         for k, v in pod_requests(pod).items():
             usage[k] = usage.get(k, 0) + int(v)
+        usage[PODS] = usage.get(PODS, 0) + 1
     return Snapshot(
         nodes=nodes,
         jobs=jobs,

@@ -185,6 +185,16 @@ def rendezvous_pod(job: JobRef, template: WorkerTemplate, pod_name: str, port: i
                 "securityContext": RESTRICTED_CONTAINER_SECURITY,
             }
         ],
+        # Spread over nodes where it costs nothing (a preference): the scheduler's bin-packing otherwise stacks
+        # every job's rendezvous pod on the fullest node until its pod slots run out, stranding its GPUs.
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {ROLE_LABEL: RENDEZVOUS}},
+            }
+        ],
     }
     return _pod(job, template, pod_name, job.labels(RENDEZVOUS), {}, spec)
 
