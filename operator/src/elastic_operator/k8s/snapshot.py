@@ -8,7 +8,7 @@ including our rendezvous pods and any stray worker pod still terminating, so not
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ from elastic_operator.config import OperatorSettings
 from elastic_operator.k8s.facts import node_ready, pod_holds_resources, pod_requests
 from elastic_operator.k8s.jobs import JobContext
 from elastic_operator.k8s.view import ClusterView, Key
-from elastic_operator.lifecycle.state import QUEUED, RESCALING, RUNNING, STARTING, JobRuntime
+from elastic_operator.lifecycle.state import QUEUED, RESCALING, RUNNING, STARTING, TERMINAL, JobRuntime
 from elastic_operator.lifecycle.step import Change
 from elastic_operator.policy.decision import Action, Decision
 from elastic_operator.policy.plan import plan
@@ -120,6 +120,11 @@ def _remaining(obj: JSON) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else None
 
 
+def _slot(pod: JSON) -> int | None:
+    value = (pod["metadata"].get("labels") or {}).get(SLOT_LABEL)
+    return int(value) if value is not None and str(value).isdigit() else None
+
+
 def _policy_job(
     key: Key, ctx: JobContext, rt: JobRuntime, pods: list[JSON], throughput: Mapping[int, float], now: float
 ) -> Job:
@@ -130,7 +135,16 @@ def _policy_job(
     }
     phase = Phase.OTHER
     busy = False
-    if rt.phase == QUEUED:
+    finished = bool(rt.members) and rt.phase not in TERMINAL
+    for slot in rt.members:
+        pod = next((p for p in pods if _slot(p) == slot), None)
+        finished = finished and pod is not None and (pod.get("status") or {}).get("phase") == "Succeeded"
+    if finished:
+        # Every member pod Succeeded: this round's lifecycle step completes the job (lifecycle/step.py, _finished),
+        # so its capacity is planned as free now, not one round later (bench/scale: capacity freed -> pods
+        # created). Pods of it that still hold resources count as someone else's until they are gone.
+        rt = replace(rt, placement=(), leaving=())
+    elif rt.phase == QUEUED:
         phase, busy = (Phase.QUEUED, False) if not rt.leaving else (Phase.OTHER, True)
     elif rt.phase == RUNNING:
         phase, busy = Phase.RUNNING, bool(rt.leaving)
