@@ -96,7 +96,7 @@ def worker_templates(draw: st.DrawFn, args: st.SearchStrategy[str] = arg) -> JSO
         ),
     )
     _maybe(draw, out, "labels", st.dictionaries(label, label, max_size=2))
-    _maybe(draw, out, "annotations", st.dictionaries(label, text, max_size=2))
+    _maybe(draw, out, "annotations", st.dictionaries(label, arg, max_size=2))
     return out
 
 
