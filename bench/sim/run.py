@@ -131,16 +131,18 @@ def build_report(
                 entry["bound_alone_avg_jct_s"] = round(bound.alone_s, 1)
                 entry["bound_capacity_avg_jct_s"] = round(bound.capacity_s, 1)
                 if "static" in mine:
-                    entry["best_possible_x_static"] = round(mine["static"] / bound.avg_jct_s, 2)
+                    entry["best_possible_x_static"] = round(mine["static"] / bound.avg_jct_s, 3)
                 if entry["pollux_avg_jct_s"]:
                     entry["pollux_over_bound"] = round(entry["pollux_avg_jct_s"] / bound.avg_jct_s, 2)
             for policy in ELASTIC_POLICIES:
                 if policy not in mine:
                     continue
                 if "static" in mine:
-                    entry[f"{policy}_x_static"] = round(mine["static"] / mine[policy], 2)
+                    entry[f"{policy}_x_static"] = round(
+                        mine["static"] / mine[policy], 3
+                    )  # 3 decimals: a target is never met by rounding
                 if entry["pollux_avg_jct_s"]:
-                    entry[f"{policy}_over_pollux"] = round(mine[policy] / entry["pollux_avg_jct_s"], 2)
+                    entry[f"{policy}_over_pollux"] = round(mine[policy] / entry["pollux_avg_jct_s"], 3)
             comparisons.append(entry)
     summary = {}
     for policy in ELASTIC_POLICIES:

@@ -9,12 +9,14 @@ import pytest
 from elastic_operator.policy import (
     Action,
     Phase,
+    Settings,
     Snapshot,
     Taint,
     Toleration,
     apply_plan,
     plan,
 )
+from elastic_operator.policy.throughput import Curve
 from tests.unit.policy.builders import NOW, gpus, job, node, snap
 
 
@@ -257,8 +259,9 @@ def test_goodput_growth_prefers_the_job_with_less_attained_service() -> None:
     nodes = [node("n1", gpus=4)]
     las = plan(snap(nodes, [old, new], grow=True, service_scale_s=20_000.0), NOW)
     assert las.decision("ns/new").target == 3 and las.decision("ns/old") is None  # type: ignore[union-attr]
-    flat = plan(snap(nodes, [old, new], grow=True, service_scale_s=0.0), NOW)  # equal weights: oldest first
-    assert flat.decision("ns/old").target == 3 and flat.decision("ns/new") is None  # type: ignore[union-attr]
+    flat = plan(snap(nodes, [old, new], grow=True, service_scale_s=0.0), NOW)  # equal weights: a worker each (a
+    # 2nd worker halves a job's remaining time, a 3rd shortens it by a third: the other job's 2nd comes first)
+    assert flat.decision("ns/old").target == 2 and flat.decision("ns/new").target == 2  # type: ignore[union-attr]
 
 
 def test_new_job_without_measurements_grows_packed_on_one_node() -> None:
@@ -365,14 +368,15 @@ def test_workers_that_do_not_help_are_released() -> None:
         ({1: 100.0, 8: 780.0, 11: 1000.0, 12: 1010.0}, {1: 100.0}, 1),
         # the small job would gain 15 % for 270 s: less than the big job's pause costs it
         ({1: 100.0, 8: 780.0, 11: 1000.0, 12: 1010.0}, {1: 100.0, 2: 115.0}, 0),
-        # the big job still scales: its worker is worth as much where it is
-        ({1: 100.0, 11: 1100.0, 12: 1200.0}, {1: 100.0}, 0),
+        # the big job scales linearly, but its 12th worker shortens its remaining time by 8 %, the small job's 2nd
+        # by half: move (in 1-worker throughputs the big job's pause weighed 12 x and blocked it)
+        ({1: 100.0, 11: 1100.0, 12: 1200.0}, {1: 100.0}, 1),
     ],
 )
 def test_rebalance_pays_off_in_each_jobs_own_time(big_tp, small_tp, moved) -> None:  # type: ignore[no-untyped-def]
     nodes = [node(f"n{i}", gpus=4) for i in range(1, 5)]
     big = job("big", max=12, running_on=["n1"] * 4 + ["n2"] * 4 + ["n3"] * 4, created=1, throughput=big_tp)
-    small = job("small", max=8, running_on=["n4"], created=2, throughput=small_tp)
+    small = job("small", max=2, running_on=["n4"], created=2, throughput=small_tp)  # room for one move at most
     s = snap(nodes, [big, small], usage={"n4": gpus(3)}, grow=True, rescale_pause_s=30.0, cooldown_s=300.0)
     p = plan(s, NOW)
     d_big, d_small = p.decision("ns/big"), p.decision("ns/small")
@@ -382,3 +386,30 @@ def test_rebalance_pays_off_in_each_jobs_own_time(big_tp, small_tp, moved) -> No
     else:
         assert d_big is not None and (d_big.action, d_big.target) == (Action.SHRINK, 12 - moved)
         assert d_small is not None and (d_small.action, d_small.target) == (Action.GROW, 1 + moved)
+
+
+@pytest.mark.parametrize(
+    ("n", "gain"),
+    [(0, 1.0), (1, 1.0), (2, 0.25), (3, 0.2), (4, 0.0)],  # 3 interpolates to 250; 5 and up extrapolate flat
+)
+def test_marginal_gain_is_a_fraction_of_the_speed_now(n, gain) -> None:  # type: ignore[no-untyped-def]
+    curve = Curve(job("a", max=8, throughput={1: 100.0, 2: 200.0, 4: 300.0, 8: 300.0}), Settings())
+    assert curve.marginal_gain(n) == pytest.approx(gain)
+
+
+@pytest.mark.parametrize(
+    ("wide_tp", "narrow_tp", "winner"),
+    [
+        # both scale linearly: the 9th worker shortens the wide job's remaining time by 1/8, the 2nd halves the
+        # narrow one's (in 1-worker throughputs both gained 1.0 and the older, wide job won the tie)
+        ({1: 100.0, 8: 800.0}, {1: 100.0}, "narrow"),
+        # the narrow job barely scales (2 %), the wide one still gains 1/8
+        ({1: 100.0, 8: 800.0}, {1: 100.0, 2: 102.0}, "wide"),
+    ],
+)
+def test_goodput_gives_a_free_worker_to_the_job_it_speeds_up_most(wide_tp, narrow_tp, winner) -> None:  # type: ignore[no-untyped-def]
+    wide = job("wide", max=16, running_on=["n1"] * 8, throughput=wide_tp, created=1)
+    narrow = job("narrow", max=16, running_on=["n1"], throughput=narrow_tp, created=2)
+    p = plan(snap([node("n1", gpus=10)], [wide, narrow], grow=True, service_scale_s=0.0), NOW)
+    grown = [d.job for d in p.changes if d.action is Action.GROW]
+    assert grown == [f"ns/{winner}"]

@@ -1,11 +1,12 @@
 """Grow: spare capacity goes to running (and just admitted) jobs, up to their maximum.
 
 Higher priority classes are served first. Within a class, one worker at a time goes to the job with the fewest
-workers ("fair") or to the job whose expected throughput gains most from it, in units of its own 1-worker throughput
-("goodput", Pollux's idea with reported throughput instead of a fitted model). A running job keeps its extra
-workers only when the gain pays for the rescale pause over its cooldown (`worth_rescaling`); jobs that fail are
-dropped and the rest re-shared, and at the end every dropped job gets one more chance at the best size the
-leftover allows. That last pass is what makes a plan a fixpoint: re-planning after applying it finds nothing to do.
+workers ("fair") or to the job whose expected throughput gains most from it, as a fraction of its current speed
+("goodput", Pollux's idea with reported throughput instead of a fitted model; see `Curve.marginal_gain`). A
+running job keeps its extra workers only when the gain pays for the rescale pause over its cooldown
+(`worth_rescaling`); jobs that fail are dropped and the rest re-shared, and at the end every dropped job gets one
+more chance at the best size the leftover allows. That last pass is what makes a plan a fixpoint: re-planning after
+applying it finds nothing to do.
 """
 
 from __future__ import annotations

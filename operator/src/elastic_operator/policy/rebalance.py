@@ -2,12 +2,12 @@
 
 Growth only hands out idle capacity, so without this a job that arrived when the cluster was empty would keep
 everything it took while later jobs sit at their minimum. One worker at a time moves from the donor that loses least
-(its last worker's marginal gain, in 1-worker throughputs; or, in fair mode, the job with the most workers) to the
-recipient that gains most (or has the fewest), while the gain beats the loss by `Settings.rebalance_margin`. A donor
-must be of lower or equal priority than the recipient, allow shrinking, stay at or above its minimum, and be out of
-its cooldown (unlike reclaim for the queue head, rebalancing is an optimisation and waits). At the end the whole set of
-moves must pay for every pause it causes over the jobs' cooldown horizons, or none of it happens; gains and losses
-are summed in seconds of each job's own progress (see `_value`).
+(its last worker's marginal gain, as a fraction of its speed without it; or, in fair mode, the job with the most
+workers) to the recipient that gains most (or has the fewest), while the gain beats the loss by
+`Settings.rebalance_margin`. A donor must be of lower or equal priority than the recipient, allow shrinking, stay at
+or above its minimum, and be out of its cooldown (unlike reclaim for the queue head, rebalancing is an optimisation
+and waits). At the end the whole set of moves must pay for every pause it causes over the jobs' cooldown horizons, or
+none of it happens; gains and losses are summed in seconds of each job's own progress (see `_value`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from elastic_operator.policy.grow import Candidate
 from elastic_operator.policy.snapshot import Job, Settings, Worker
 from elastic_operator.policy.throughput import Curve, cooldown, expected_pause, service_weight
 
+DONOR_TRIES = 16  # donors without room a recipient looks past before giving up (bounds a round's work)
+
 
 @dataclass
 class Donor:
@@ -28,10 +30,24 @@ class Donor:
     curve: Curve
     removed: list[Worker] = field(default_factory=list)
     to: list[str] = field(default_factory=list)  # recipients, by key
+    by_node: dict[str, list[Worker]] = field(default_factory=dict)  # workers it still has, by node, oldest first
+    gives: dict[str, int] = field(default_factory=dict)  # what one of its workers frees
+
+    def __post_init__(self) -> None:
+        self.gives = dict(self.job.per_worker)
+        for w in sorted(self.job.workers, key=lambda w: w.slot):
+            self.by_node.setdefault(w.node, []).append(w)
 
     @property
     def planned(self) -> int:
         return self.job.size - len(self.removed)
+
+    def give(self, worker: Worker) -> None:
+        self.removed.append(worker)
+        left = self.by_node[worker.node]
+        left.remove(worker)
+        if not left:
+            del self.by_node[worker.node]
 
 
 def _value(curve: Curve, n: int, m: int, horizon: float, pause: float) -> float:
@@ -75,6 +91,7 @@ def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], 
     ladder = sorted((loss(d), d.job.key, i) for i, d in enumerate(pool) if d.planned > d.job.min_workers)
     heap = [(-gain(c), c.job.created, c.job.key, i) for i, c in enumerate(recipients) if c.planned < c.limit]
     heapq.heapify(heap)
+    no_slot: dict[tuple[object, ...], int] = {}  # (shape, eligible nodes, excluded nodes, donor) -> cluster.changes
     while heap and ladder:
         neg, _, _, ci = heapq.heappop(heap)
         c = recipients[ci]
@@ -84,24 +101,32 @@ def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], 
         if not beats(g, ladder[0][0]):
             break  # the best recipient cannot beat the cheapest donor: nobody can
         eligible = cluster.shape(c.job).node_set
+        mine = set(c.nodes) | set(c.added)
+        need = tuple((r, v) for r, v in c.job.per_worker.items() if v > 0)
         move: tuple[int, Donor, Worker] | None = None
+        misses = 0
         for pos, (lost, _, di) in enumerate(ladder):
-            if not beats(g, lost):
+            if not beats(g, lost) or misses >= DONOR_TRIES:
                 break
             d = pool[di]
             if d.job.key == c.job.key or d.job.priority > c.job.priority or d.job.key in taken:
                 continue
-            slot = _slot(cluster, eligible, c, d)
+            tried = (need, id(eligible), c.exclude, di)
+            if no_slot.get(tried) == cluster.changes:
+                continue  # this donor had no room for this shape, and nothing has moved since
+            slot = _slot(cluster, eligible - c.exclude if c.exclude else eligible, mine, need, d)
             if slot is not None:
                 move = (pos, d, slot)
                 break
+            no_slot[tried] = cluster.changes
+            misses += 1
         if move is None:
             continue  # no donor for it now, and donors only get dearer
         pos, d, slot = move
         cluster.release(slot.node, d.job.per_worker)
         cluster.take(slot.node, c.job.per_worker)
         c.added.append(slot.node)
-        d.removed.append(slot)
+        d.give(slot)
         d.to.append(c.job.key)
         taken.add(c.job.key)
         given.add(d.job.key)
@@ -132,20 +157,22 @@ def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], 
     return []
 
 
-def _slot(cluster: Cluster, eligible: frozenset[str], c: Candidate, d: Donor) -> Worker | None:
-    """A worker of the donor whose removal makes room for one worker of the recipient: on a node the recipient
-    already uses if possible, else where the donor has the fewest workers; newest slot first."""
-    gone = {w.slot for w in d.removed}
-    mine = set(c.nodes) | set(c.added)
-    per_node: dict[str, int] = {}
-    for w in d.job.workers:
-        if w.slot not in gone:
-            per_node[w.node] = per_node.get(w.node, 0) + 1
-    options = []
-    for w in d.job.workers:
-        if w.slot in gone or w.node not in eligible or w.node in c.exclude:
+def _slot(
+    cluster: Cluster, eligible: frozenset[str], mine: set[str], need: tuple[tuple[str, int], ...], d: Donor
+) -> Worker | None:
+    """A worker of the donor whose removal makes room for one worker (`need`) of the recipient on an `eligible`
+    node: on a node the recipient already uses (`mine`) if possible, else where the donor has the fewest workers;
+    newest slot first. (One fit check per node, not per worker: a wide donor has many workers on few nodes, and this
+    runs for many donor-recipient pairs.)"""
+    gives = d.gives
+    best: tuple[bool, int, str] | None = None
+    for node, workers in d.by_node.items():
+        if node not in eligible:
             continue
-        free = cluster.free[w.node]
-        if all(free.get(r, 0) + d.job.per_worker.get(r, 0) >= v for r, v in c.job.per_worker.items()):
-            options.append((w.node not in mine, per_node[w.node], w.node, -w.slot, w))
-    return min(options)[-1] if options else None
+        key = (node not in mine, len(workers), node)
+        if best is not None and key >= best:
+            continue
+        free = cluster.free[node]
+        if all(free.get(r, 0) + gives.get(r, 0) >= v for r, v in need):
+            best = key
+    return d.by_node[best[2]][-1] if best is not None else None

@@ -116,7 +116,7 @@ class Settings:
     requeue_backoff_s: float = 60.0  # a requeued job waits this long before it may be admitted again
     default_serial_fraction: float = 0.05  # Amdahl fraction of the default speedup model (no measurements)
     min_payoff_horizon_s: float = 60.0  # a rescale must pay off over at least this long (see worth_rescaling)
-    min_marginal_gain: float = 0.01  # goodput mode: a worker must add at least this (in 1-worker speedups)
+    min_marginal_gain: float = 0.01  # goodput mode: a worker must add at least this fraction of the job's speed
     rebalance: bool = True  # move workers from jobs that gain little to jobs that gain much (needs grow)
     rebalance_margin: float = 0.5  # a moved worker must gain this fraction more than it loses
     first_on_one_node: bool = True  # a job without measurements grows at admission only as far as one node takes
