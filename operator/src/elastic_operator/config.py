@@ -35,6 +35,13 @@ class OperatorSettings(BaseSettings):
         description="How often a queued job's status.lastDecision is rewritten when only its queue position, the "
         "queue depth or the free GPUs moved (one write per queued job each time).",
     )
+    queue_status_writes_per_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="At most this many such queue-position rewrites per second over the whole queue: with 1,000 "
+        "jobs waiting each one's position is refreshed every 100 s instead of the API server taking 100 writes a "
+        "second of news.",
+    )
     informational_writes_per_round: int = Field(
         default=100,
         ge=1,

@@ -67,6 +67,7 @@ class Controller:
     written: WrittenStatus = field(default_factory=WrittenStatus)  # our last status per job (k8s/written.py)
     _rolled_back: set[Key] = field(default_factory=set)  # jobs whose status another writer put back: rewrite it
     _queue_written: dict[Key, float] = field(default_factory=dict)  # when a queued job's status was last written
+    _queue_interval_s: float = 0.0  # this round's: queue_status_interval_s, longer for a long queue
     _informational_budget: int = 0  # status writes that only inform, left in this round (see run_round)
     _status_issues_seen: dict[Key, str] = field(default_factory=dict)
     derived: StatusDerived = field(default_factory=StatusDerived)  # per job, from its status (k8s/derived.py)
@@ -157,6 +158,9 @@ class Controller:
         # for the sum of its round trips (bench/scale).
         gate = asyncio.Semaphore(self.settings.apply_concurrency)
         self._informational_budget = self.settings.informational_writes_per_round
+        self._queue_interval_s = max(
+            self.settings.queue_status_interval_s, len(queue_info) / self.settings.queue_status_writes_per_s
+        )
 
         async def reconcile(key: Key, ctx: JobContext) -> None:
             async with gate:
@@ -271,13 +275,15 @@ class Controller:
 
     def _queue_news_only(self, key: Key, status: JSON, patch: JSON, now: float) -> bool:
         """A job still waiting in the queue whose only news is why (its position, the job ahead, the free GPUs):
-        rewritten at most every queue_status_interval_s. Every admission changes every queued job's explanation,
-        and a write per queued job per round made rounds grow with the queue (bench/scale: ~10 writes per job)."""
+        rewritten at most every queue_status_interval_s, and no more than queue_status_writes_per_s over the whole
+        queue. Every admission changes every queued job's explanation: a write per queued job per round made rounds
+        grow with the queue, and one every 10 s per job was still 100 writes a second at 1,000 queued (bench/scale),
+        most of the API server's work."""
         if patch.get("phase") != "Queued" or _changed_keys(status, patch) != ["lastDecision"]:
             return False
         if _object(status.get("lastDecision")).get("action") != patch["lastDecision"].get("action"):
             return False
-        return now - self._queue_written.get(key, 0.0) < self.settings.queue_status_interval_s
+        return now - self._queue_written.get(key, 0.0) < self._queue_interval_s
 
     def _facts(self, pod: JSON) -> PodFacts:
         """A pod bound to a node that no longer exists is lost now, not when the pod GC gets to it (~1 min)."""

@@ -30,6 +30,7 @@ SETTING_VALUES = {
     "health_port": ("operator", "ports", "health"),
     "apply_concurrency": ("operator", "applyConcurrency"),
     "queue_status_interval_s": ("operator", "queueStatusIntervalS"),
+    "queue_status_writes_per_s": ("operator", "queueStatusWritesPerS"),
     "informational_writes_per_round": ("operator", "informationalWritesPerRound"),
     "rescale_pause_s": ("operator", "rescalePauseS"),
     "grow_mode": ("operator", "growMode"),
