@@ -1,0 +1,108 @@
+"""The sweep benchmark's bookkeeping: what counts as reaching random search's best, and within what compute; and
+that each arm is examples/sweep-digits.yaml with only the arm's knobs changed, its trials parsed by the example."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from bench.sweep.driver import load_example, sweep_manifest, trial_args
+from bench.sweep.explore import asha_compute, promotable, rank_correlation
+from bench.sweep.run import best_within, reached, summarise
+from elastic_operator.api.validation import validate_tuningsweep
+
+
+def test_best_within_is_the_last_improvement_not_after_the_budget() -> None:
+    trace = [[27, 0.90], [54, 0.95], [200, 0.97]]
+    assert best_within(trace, 26) is None
+    assert best_within(trace, 27) == 0.90
+    assert best_within(trace, 199.5) == 0.95
+    assert best_within(trace, 648) == 0.97
+
+
+def test_reached_counts_ties_and_respects_the_direction() -> None:
+    assert reached(0.98, 0.98, "maximize") and reached(0.99, 0.98, "maximize")
+    assert not reached(0.97, 0.98, "maximize")
+    assert reached(0.10, 0.12, "minimize") and not reached(0.13, 0.12, "minimize")
+    assert not reached(None, 0.5, "maximize")
+
+
+def _arm(ratio: float, ok: bool, at_third: float | None = 0.9, random_at_third: float | None = 0.9) -> dict[str, Any]:
+    return {"compute_ratio": ratio, "reached": ok, "best_at_third": at_third, "random_at_third": random_at_third}
+
+
+def test_summarise_counts_an_unreached_seed_as_infinitely_expensive() -> None:
+    s = summarise([_arm(0.2, True), _arm(0.3, True), _arm(0.1, False), _arm(0.5, True)], "maximize")
+    assert s["reached"] == 3 and s["seeds"] == 4
+    # within 1/3 needs reaching: the unreached 0.1 does not count
+    assert s["within_third"] == 2 and not s["goal_met"]
+    assert s["median_ratio"] == pytest.approx(0.4)  # of 0.2, 0.3, 0.5, inf
+    assert s["max_ratio"] is None  # inf: not reached in some seed
+
+
+def test_summarise_goal_met_only_when_every_seed_is_within_a_third() -> None:
+    s = summarise([_arm(0.2, True), _arm(1 / 3, True)], "maximize")
+    assert s["goal_met"] and s["within_third"] == 2 and s["max_ratio"] == pytest.approx(1 / 3)
+    assert not summarise([_arm(0.2, True), _arm(0.34, True)], "maximize")["goal_met"]
+
+
+def test_summarise_equal_compute_comparison_follows_the_direction() -> None:
+    arms = [_arm(1, True, 0.2, 0.3), _arm(1, True, 0.4, 0.3), _arm(1, True, None, 0.3), _arm(1, True, 0.5, None)]
+    assert summarise(arms, "minimize")["at_third_not_worse"] == 2  # 0.2 <= 0.3; 0.5 vs nothing yet
+    assert summarise(arms, "maximize")["at_third_not_worse"] == 2  # 0.4 >= 0.3; 0.5 vs nothing yet
+    assert math.isfinite(summarise(arms, "maximize")["median_ratio"])
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_an_arm_is_the_example_with_only_its_knobs_changed(early_stopping: bool) -> None:
+    example = load_example()
+    doc = sweep_manifest(
+        example, seed=3, trials=40, parallelism=4, early_stopping=early_stopping, algorithm="random", target=0.5
+    )
+    sweep, issues = validate_tuningsweep(doc)
+    assert sweep is not None and not issues
+    spec, ex = doc["spec"], example["spec"]
+    assert spec["parameters"] == ex["parameters"] and spec["trialTemplate"] == ex["trialTemplate"]
+    assert spec["objective"] == {**ex["objective"], "target": 0.5}
+    assert spec["algorithm"]["name"] == "random" and spec["algorithm"]["seed"] == 3
+    assert (spec["maxTrials"], spec["parallelism"], "budget" in spec) == (40, 4, False)
+    if early_stopping:
+        assert spec["earlyStopping"] == ex["earlyStopping"]
+    else:
+        assert spec["earlyStopping"]["policy"] == "none"
+
+
+def test_a_trial_trains_what_its_rendered_args_say() -> None:
+    example = load_example()
+    sweep, _ = validate_tuningsweep(sweep_manifest(example, seed=0, trials=8, parallelism=2, early_stopping=True))
+    assert sweep is not None
+    args = trial_args(sweep, {"lr": 0.0123, "hidden": 77, "batch_size": 32})
+    assert (args.lr, args.hidden, args.batch_size) == (0.0123, 77, 32)
+    assert args.epochs == example["spec"]["earlyStopping"]["asha"]["maxResource"]
+
+
+def test_explore_promotes_like_optunas_successive_halving() -> None:
+    assert promotable(0.5, [0.5], 3)  # alone: it is the best
+    assert not promotable(0.4, [0.5, 0.4], 3)  # fewer than 3 recorded: only the best goes on
+    assert promotable(0.8, [0.1, 0.2, 0.8, 0.3, 0.4, 0.5], 3) and promotable(0.5, [0.1, 0.2, 0.8, 0.3, 0.4, 0.5], 3)
+    assert not promotable(0.4, [0.1, 0.2, 0.8, 0.3, 0.4, 0.5], 3)  # the best 6 // 3 = 2 go on
+
+
+def test_explore_asha_stops_bad_trials_at_the_first_rung_and_stops_at_the_target() -> None:
+    bad, good = [0.1] * 9, [0.5, 0.6, 0.7, 0.8, 0.8, 0.8, 0.8, 0.8, 0.9]
+    # one slot: the good trial first, then bad ones stopped after one epoch each
+    spent, best = asha_compute([good, bad, bad, bad], 2.0, rungs=[1, 3], reduction_factor=3, parallelism=1)
+    assert (spent, best) == (9 + 3, 0.9)
+    # the target met by the first completed trial ends the sweep there
+    assert asha_compute([good, bad, bad], 0.9, rungs=[1, 3], reduction_factor=3, parallelism=1) == (9, 0.9)
+
+
+def test_rank_correlation_looks_at_the_best_third_only() -> None:
+    # nine curves: the best three by final value keep their order from epoch 1, or reverse it; the rest are noise
+    rest = [[0.9 - 0.01 * i, 0.1] for i in range(6)]
+    kept = [[0.1 * i, 0.5 + 0.1 * i] for i in range(3)]
+    flipped = [[0.3 - 0.1 * i, 0.5 + 0.1 * i] for i in range(3)]
+    assert rank_correlation(kept + rest, 1) == pytest.approx(1.0)
+    assert rank_correlation(flipped + rest, 1) == pytest.approx(-1.0)
