@@ -5,6 +5,9 @@ Definitions (bench/results/scale.md repeats them):
 - the cluster is *saturated* from the first moment every GPU is held (capacity_jobs jobs hold capacity);
 - *sustained admissions/s*: admissions (status.phase left Queued) from the first submission until saturation,
   over that time: while nothing waits for capacity, only the operator (and the API server) limit the rate;
+- *submission -> admission* (lag): for the jobs admitted before saturation, how long each waited from its
+  submission until the operator admitted it: when the bench itself cannot submit faster than the operator admits
+  (the sustained rate is then the arrival rate), a small lag says the operator kept up;
 - *capacity freed -> pods created*: after saturation, each job whose workers all finished while another job waited
   frees exactly one job's worth of GPUs (every job has the same shape). The i-th such free is matched with the i-th
   admission (all its worker pods created) that came after it, first in, first out.
@@ -62,6 +65,15 @@ def sustained_admission_rate(jobs: Sequence[JobTimeline], saturated: float | Non
     if len(window) < 2:
         return None, len(window)
     return len(window) / (window[-1] - start), len(window)
+
+
+def admission_lags(jobs: Sequence[JobTimeline], saturated: float | None) -> list[float]:
+    """Seconds from submission to admission of each job admitted before saturation (all, if it never came)."""
+    return [
+        j.admitted - j.submitted
+        for j in jobs
+        if j.admitted is not None and (saturated is None or j.admitted <= saturated)
+    ]
 
 
 def capacity_to_pods(jobs: Sequence[JobTimeline], saturated: float | None) -> list[float]:

@@ -237,6 +237,7 @@ def main() -> int:
     saturated = analysis.saturation_time(lines, capacity_jobs)
     rate, rate_n = analysis.sustained_admission_rate(lines, saturated)
     lat = analysis.capacity_to_pods(lines, saturated)
+    lags = analysis.admission_lags(lines, saturated)
     admitted = [j.admitted for j in lines if j.admitted is not None]
     requests = analysis.delta(after, before, "elastic_training_api_requests_total")
     decisions = analysis.delta(after, before, "elastic_training_decisions_total")
@@ -268,6 +269,11 @@ def main() -> int:
         "admissions_counted": rate_n,
         "admissions_per_s_overall": r(len(admitted) / (max(admitted) - t0), 1) if admitted else None,
         "admissions_per_5s": analysis.rate_timeline(admitted, t0),
+        "admission_lag_s": {
+            "n": len(lags),
+            "p50": r(analysis.percentile(lags, 0.5)),
+            "p99": r(analysis.percentile(lags, 0.99)),
+        },
         "capacity_to_pods_s": {
             "n": len(lat),
             "p50": r(analysis.percentile(lat, 0.5)),
@@ -312,6 +318,7 @@ def main() -> int:
 def markdown(res: dict[str, Any]) -> str:
     c = res["config"]
     lat, plan, rnd = res["capacity_to_pods_s"], res["plan_duration_s"], res["round_duration_s"]
+    lag = res.get("admission_lag_s") or {"n": 0, "p50": None, "p99": None}
     mem = res["operator_memory_mib"]
     load = res["load_average"]
 
@@ -333,6 +340,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"| admissions/s until saturation ({res['admissions_counted']} jobs) | {res['admissions_per_s_sustained']} "
         f"| >= 20 | {ok(res['admissions_per_s_sustained'], 20, higher=True)} |\n"
         f"| admissions/s over the whole run | {res['admissions_per_s_overall']} | | |\n"
+        f"| submission -> admission p50 / p99 (s, n={lag['n']}) | {lag['p50']} / {lag['p99']} | | |\n"
         f"| capacity freed -> pods created p50 / p99 (s, n={lat['n']}) | {lat['p50'] or 'n/a'} / {lat['p99'] or 'n/a'} "
         "| p99 < 5 "
         f"| {ok(lat['p99'], 5)} |\n"
