@@ -22,6 +22,43 @@ def key_of(obj: Mapping[str, Any]) -> Key:
     return (meta.get("namespace") or "", meta["name"])
 
 
+_POD_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp", "creationTimestamp")
+
+
+def slim_pod(pod: JSON) -> JSON:
+    """What the operator reads of a pod (k8s/facts.py, snapshot.py, the directive): identity, labels, node, the
+    containers' resources, phase, IP, exit codes and disruption. The rest (env, command, volumes, security
+    contexts, annotations, most of the status) was most of the operator's memory at 1,000 nodes and 4,000 pods
+    (bench/scale), finished pods kept for their logs included."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+
+    def resources(containers: Any) -> list[JSON]:
+        return [{"resources": c.get("resources") or {}} for c in containers or [] if isinstance(c, dict)]
+
+    out: JSON = {
+        "metadata": {k: meta[k] for k in _POD_METADATA if k in meta},
+        "spec": {"nodeName": spec.get("nodeName"), "containers": resources(spec.get("containers"))},
+        "status": {k: status[k] for k in ("phase", "podIP", "reason") if k in status},
+    }
+    if spec.get("initContainers"):
+        out["spec"]["initContainers"] = resources(spec["initContainers"])
+    if status.get("conditions"):
+        out["status"]["conditions"] = [
+            {"type": c.get("type"), "status": c.get("status")} for c in status["conditions"] if isinstance(c, dict)
+        ]
+    if status.get("containerStatuses"):
+        out["status"]["containerStatuses"] = [
+            {"state": {"terminated": {"exitCode": (cs.get("state") or {})["terminated"].get("exitCode", 0)}}}
+            if isinstance((cs.get("state") or {}).get("terminated"), dict)
+            else {"state": {}}
+            for cs in status["containerStatuses"]
+            if isinstance(cs, dict)
+        ]
+    return out
+
+
 @dataclass
 class ClusterView:
     """Nodes, pods and our custom objects, as the watches last reported them."""
@@ -49,6 +86,7 @@ class ClusterView:
         if kind == "Node":
             store, key = self.nodes, obj["metadata"]["name"]
         elif kind == "Pod":
+            obj = slim_pod(obj)
             store, key = self.pods, key_of(obj)
         elif kind == "TrainingJob":
             store, key = self.jobs, key_of(obj)
