@@ -143,10 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--configs", type=int, default=150)
     p.add_argument("--draws", type=int, default=400)
     p.add_argument("--trials", type=int, default=24)
-    p.add_argument("--parallelism", type=int, default=4)
+    p.add_argument("--parallelism", type=int, help="trials at a time (default: the example's)")
     p.add_argument("--seed", type=int, default=1, help="of the configurations (the benchmark's seeds are others)")
     args = p.parse_args(argv)
     example = load_example(args.example)
+    if args.parallelism is None:
+        args.parallelism = int(example["spec"]["parallelism"])
     sweep, issues = validate_tuningsweep(
         sweep_manifest(example, seed=0, trials=args.trials, parallelism=args.parallelism, early_stopping=True)
     )
@@ -161,7 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for _ in range(args.configs):
         targs = trial_args(sweep, sample(example["spec"]["parameters"], rng))
         runs.append([curves.metrics(targs, e) for e in range(1, targs.epochs + 1)])
-    print(f"{args.example}: {args.configs} configurations, rungs {rungs}, {args.draws} draws")
+    print(
+        f"{args.example}: {args.configs} configurations, rungs {rungs}, {args.parallelism} at a time, "
+        f"{args.draws} draws"
+    )
     heads = " | ".join(f"rank corr. epoch {r}" for r in rungs)
     print(f"| objective | median ratio | reached | within 1/3 | {heads} |\n|---|---:|---:|---:|{'---:|' * len(rungs)}")
     for name, objective in OBJECTIVES.items():

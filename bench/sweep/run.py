@@ -1,8 +1,8 @@
 """ASHA vs random search on a real objective: the digits MLP trained by real torch.
 
 Every arm is examples/sweep-digits.yaml (its space, objective, ASHA settings and trial template) driven by the
-operator's own `sweep.decide()` (the same code the SweepController runs), on a simulated cluster of `parallelism`
-trial slots where every running trial trains one epoch per round:
+operator's own `sweep.decide()` (the same code the SweepController runs), on a simulated cluster of as many trial
+slots as the example's `parallelism` (or --parallelism), where every running trial trains one epoch per round:
 
 - random: random search, `trials` full trials, no early stopping (the baseline);
 - random + asha: the same random sampler (same seed: trial n has the same parameters) with the example's ASHA,
@@ -18,7 +18,7 @@ configuration is trained once and its curves are shared by the arms of a seed: a
 it trains, never for another arm's. Seeds run in parallel processes (one Curves each).
 Results: bench/results/sweep.json and sweep.md.
 
-    python -m bench.sweep.run [--seeds 0 1 ... 7] [--trials 24] [--parallelism 4] [--jobs 2]
+    python -m bench.sweep.run [--seeds 0 1 ... 7] [--trials 24] [--parallelism N] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -137,12 +137,12 @@ def _space(parameters: Sequence[Mapping[str, Any]]) -> str:
 def markdown(result: dict[str, Any]) -> str:
     cfg = result["config"]
     asha = cfg["asha"]
-    fixed = " ".join(str(a) for a in cfg["args"] if "${params." not in str(a))
+    args = " ".join(str(a) for a in cfg["args"])
     lines = [
         "# Sweep benchmark: ASHA vs random search (digits MLP, real torch)",
         "",
         f"Every arm is {cfg['example']} run through `sweep.decide()` (the SweepController's logic) with "
-        f"{cfg['parallelism']} trials at a time. Space: {_space(cfg['parameters'])}; fixed trial args: `{fixed}` "
+        f"{cfg['parallelism']} trials at a time. Space: {_space(cfg['parameters'])}; trial args: `{args}` "
         f"(a full trial is {cfg['epochs']} epochs). Objective: `{cfg['metric']}` ({cfg['direction']})"
         + (
             ", the best accuracy on the validation split (360 samples) so far, whose model the trainer keeps"
@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
     p.add_argument("--trials", type=int, default=24, help="random search's trials (ASHA arms: up to 4x)")
-    p.add_argument("--parallelism", type=int, default=4)
+    p.add_argument("--parallelism", type=int, help="trials at a time (default: the example's)")
     p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="seeds run in parallel processes")
     p.add_argument("--metric", help="an ablation: another metric of the example (val_loss, accuracy) instead of its")
     p.add_argument("--direction", choices=["maximize", "minimize"], help="with --metric")
@@ -215,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     example = load_example(args.example)
+    if args.parallelism is None:
+        args.parallelism = int(example["spec"]["parallelism"])
     objective = dict(example["spec"]["objective"])
     objective.pop("target", None)
     if args.metric:
