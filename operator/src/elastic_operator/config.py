@@ -29,6 +29,13 @@ class OperatorSettings(BaseSettings):
         description="How many jobs' API writes one planning round issues at once (bounded so a burst of decisions "
         "does not flood the API server).",
     )
+    apply_budget_s: float = Field(
+        default=3.0,
+        gt=0,
+        description="Admissions and grows of one planning round not yet started this many seconds after the plan "
+        "are left to the next round, which plans them again with fresher facts (a round with hundreds of "
+        "admissions on a busy API server otherwise held capacity freed meanwhile for tens of seconds).",
+    )
     queue_status_interval_s: float = Field(
         default=10.0,
         ge=0,

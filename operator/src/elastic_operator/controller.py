@@ -47,6 +47,8 @@ from elastic_trainer import contract
 
 log = logging.getLogger("elastic_operator.controller")
 
+STARTS = frozenset({"admit", "grow"})  # changes that only add pods: safe to leave to the next round
+
 JSON = dict[str, Any]
 
 
@@ -69,6 +71,7 @@ class Controller:
     _queue_written: dict[Key, float] = field(default_factory=dict)  # when a queued job's status was last written
     _queue_interval_s: float = 0.0  # this round's: queue_status_interval_s, longer for a long queue
     _informational_budget: int = 0  # status writes that only inform, left in this round (see run_round)
+    _events_due: list[tuple[render.JobRef, Step]] = field(default_factory=list)  # posted at the end of the round
     _status_issues_seen: dict[Key, str] = field(default_factory=dict)
     derived: StatusDerived = field(default_factory=StatusDerived)  # per job, from its status (k8s/derived.py)
 
@@ -162,8 +165,16 @@ class Controller:
             self.settings.queue_status_interval_s, len(queue_info) / self.settings.queue_status_writes_per_s
         )
 
+        budget_ends = time.perf_counter() + self.settings.apply_budget_s
+        deferred = 0
+
         async def reconcile(key: Key, ctx: JobContext) -> None:
+            nonlocal deferred
             async with gate:
+                change = changes.get(key)
+                if change is not None and change.change.action in STARTS and time.perf_counter() > budget_ends:
+                    deferred += 1  # planned again next round, from fresher facts
+                    return
                 try:
                     await self._reconcile(
                         key, ctx, derived[key], pods_by_job.get(key, []), changes.get(key), queue_info.get(key), now
@@ -176,14 +187,25 @@ class Controller:
                     log.exception("reconciling %s/%s failed; retrying next round", *key)
 
         await asyncio.gather(*(reconcile(key, ctx) for key, ctx in contexts.items()))
+        # Events last: they explain, the status is what admits, so no admission waits behind another's event.
+        due, self._events_due = self._events_due, []
+
+        async def post(job: render.JobRef, step: Step) -> None:
+            async with gate:
+                await self._events(job, step)
+
+        await asyncio.gather(*(post(job, step) for job, step in due))
+        if deferred:
+            self.view.changed.set()  # the next round follows at once (after the debounce), not at the interval
         if log.isEnabledFor(logging.DEBUG):
             actions: dict[str, int] = {}
             for ch in changes.values():
                 actions[ch.change.action] = actions.get(ch.change.action, 0) + 1
             log.debug(
-                "round: %d jobs, changes %s, plan %.3fs, round %.3fs; queue head: %s",
+                "round: %d jobs, changes %s (%d left to the next round), plan %.3fs, round %.3fs; queue head: %s",
                 len(contexts),
                 actions,
+                deferred,
                 planned - started,
                 time.perf_counter() - started,
                 next((q.get("reason") for q in queue_info.values() if q.get("queuePosition") == 1), "none"),
@@ -257,7 +279,8 @@ class Controller:
             # Into the view at once: the next round must not see this job's new pods (another watch stream) with
             # its old status, which would make them strays of a job that placed nothing.
             self.view.observe("TrainingJob", "MODIFIED", stored)
-        await self._events(job, step)
+        if step.events:
+            self._events_due.append((job, step))
         if step.runtime.phase in TERMINAL:
             await self._ttl(job, obj, step.runtime.completion_time, now)
 

@@ -29,6 +29,7 @@ SETTING_VALUES = {
     "metrics_port": ("operator", "ports", "metrics"),
     "health_port": ("operator", "ports", "health"),
     "apply_concurrency": ("operator", "applyConcurrency"),
+    "apply_budget_s": ("operator", "applyBudgetS"),
     "queue_status_interval_s": ("operator", "queueStatusIntervalS"),
     "queue_status_writes_per_s": ("operator", "queueStatusWritesPerS"),
     "informational_writes_per_round": ("operator", "informationalWritesPerRound"),
