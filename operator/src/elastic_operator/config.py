@@ -24,10 +24,10 @@ class OperatorSettings(BaseSettings):
         default=0.3, ge=0, description="After a watched change, wait this long for more before planning."
     )
     apply_concurrency: int = Field(
-        default=32,
+        default=96,
         ge=1,
         description="How many jobs' API writes one planning round issues at once (bounded so a burst of decisions "
-        "does not flood the API server).",
+        "does not flood the API server; bench-scale: 32 -> 96 took admissions from 18.8 to 22.6 a second).",
     )
     apply_budget_s: float = Field(
         default=3.0,
