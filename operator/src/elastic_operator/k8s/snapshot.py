@@ -128,17 +128,12 @@ def _slot(pod: JSON) -> int | None:
 def _policy_job(
     key: Key, ctx: JobContext, rt: JobRuntime, pods: list[JSON], throughput: Mapping[int, float], now: float
 ) -> Job:
-    node_of_slot = {
-        int(p["metadata"]["labels"][SLOT_LABEL]): (p.get("spec") or {}).get("nodeName") or ""
-        for p in pods
-        if SLOT_LABEL in (p["metadata"].get("labels") or {})
-    }
+    node_of_slot = {slot: (p.get("spec") or {}).get("nodeName") or "" for p in pods if (slot := _slot(p)) is not None}
     phase = Phase.OTHER
     busy = False
     finished = bool(rt.members) and rt.phase not in TERMINAL
-    for slot in rt.members:
-        pod = next((p for p in pods if _slot(p) == slot), None)
-        finished = finished and pod is not None and (pod.get("status") or {}).get("phase") == "Succeeded"
+    phase_of_slot = {slot: (p.get("status") or {}).get("phase") for p in pods if (slot := _slot(p)) is not None}
+    finished = finished and all(phase_of_slot.get(slot) == "Succeeded" for slot in rt.members)
     if finished:
         # Every member pod Succeeded: this round's lifecycle step completes the job (lifecycle/step.py, _finished),
         # so its capacity is planned as free now, not one round later (bench/scale: capacity freed -> pods
