@@ -69,8 +69,10 @@ def pause(path: Path, since: float, old: int, new: int, timeout: float) -> float
 
 
 def digits_command(tmp: Path) -> list[str]:
+    # --device cpu: the benchmark's "pods" share one host (one GPU there would be picked by all of them for NCCL)
     return [
-        "python", "-m", "elastic_trainer.examples.digits", "--epochs", "100000", "--step-delay", STEP_DELAY,
+        "python", "-m", "elastic_trainer.examples.digits", "--device", "cpu", "--epochs", "100000",
+        "--step-delay", STEP_DELAY,
         "--checkpoint-every", "20", "--step-log", str(tmp / "steps.jsonl"),
     ]  # fmt: skip
 

@@ -63,7 +63,9 @@ def job(tmp_path: Path) -> Iterator[Job]:
     rdzv = spawn_rendezvous(port, tmp_path / "rendezvous.log")
     op = FakeOperator(rdzv_endpoint=f"127.0.0.1:{port}").start()
     command = [
-        "python", "-m", "elastic_trainer.examples.digits", "--epochs", str(EPOCHS), "--step-delay", "0.04",
+        # --device cpu: these "pods" share one host, and on a host with one GPU they would all pick it for NCCL
+        "python", "-m", "elastic_trainer.examples.digits", "--device", "cpu", "--epochs", str(EPOCHS),
+        "--step-delay", "0.04",
         "--checkpoint-every", str(CKPT_EVERY), "--step-log", str(tmp_path / "steps.jsonl"),
         "--result", str(tmp_path / "result.json"),
     ]  # fmt: skip

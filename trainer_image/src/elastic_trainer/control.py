@@ -33,14 +33,23 @@ import traceback
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from elastic_trainer import contract
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 
 def _go_timeout() -> float:
     e = os.environ.get
     stop = float(e(contract.ENV_STOP_TIMEOUT_S) or contract.DEFAULTS[contract.ENV_STOP_TIMEOUT_S])
     return stop + 60.0
+
+
+def _pg_timeout() -> float:
+    """The job's process-group timeout (a hung peer is detected within it), for the gloo side group too."""
+    return float(os.environ.get(contract.ENV_PG_TIMEOUT_S) or contract.DEFAULTS[contract.ENV_PG_TIMEOUT_S])
 
 
 def control_dir() -> Path | None:
@@ -89,6 +98,10 @@ class Control:
         raw = os.environ.get(contract.ENV_STOP_CHECK_EVERY) or contract.DEFAULTS[contract.ENV_STOP_CHECK_EVERY]
         self.check_every = max(1, check_every if check_every is not None else int(raw))
         self.dir = control_dir()
+        self._cpu_group: ProcessGroup | None = (
+            None  # a gloo side group when the default backend cannot reduce CPU tensors
+        )
+        self._cpu_group_ready = False
 
     def should_stop(self, step: int) -> bool:
         """Collective: call on every rank after each step. True on all ranks, at the same step, once any rank's
@@ -102,8 +115,25 @@ class Control:
         if not (dist.is_available() and dist.is_initialized()):
             return local
         t = torch.tensor([1 if local else 0], dtype=torch.int32)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.cpu_group())
         return bool(t.item())
+
+    def cpu_group(self) -> ProcessGroup | None:
+        """The process group for the control collectives, which use CPU tensors: None (the default group) when its
+        backend is gloo, else (NCCL, or a mixed "cpu:gloo,cuda:nccl" group, which monitored_barrier refuses) a
+        gloo group over all ranks, made once (``new_group`` is itself a collective, which
+        is fine: every rank calls ``should_stop``/``wait_for_go`` at the same points). With NCCL as the default
+        backend, a CPU tensor cannot be reduced on the default group, and staging the flag through the GPU would
+        synchronise the stream every step; the gloo flag costs no GPU work."""
+        if not self._cpu_group_ready:
+            import torch.distributed as dist
+
+            if str(dist.get_backend()) != "gloo":
+                group = dist.new_group(backend="gloo", timeout=timedelta(seconds=_pg_timeout()))
+                assert isinstance(group, dist.ProcessGroup), group  # every rank is a member
+                self._cpu_group = group
+            self._cpu_group_ready = True
+        return self._cpu_group
 
     def wait_for_go(self, timeout_s: float | None = None) -> None:
         """Call once on every rank after init_process_group and before loading the checkpoint.
@@ -126,12 +156,8 @@ class Control:
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
-            if dist.get_backend() == "gloo":
-                dist.monitored_barrier(timeout=timedelta(seconds=limit), wait_all_ranks=True)
-            else:
-                group = dist.new_group(backend="gloo", timeout=timedelta(seconds=limit))
-                dist.monitored_barrier(group=group, timeout=timedelta(seconds=limit), wait_all_ranks=True)  # type: ignore[arg-type]
-                dist.destroy_process_group(group)
+            # monitored_barrier is gloo-only: the side group (kept for should_stop) when the default is NCCL
+            dist.monitored_barrier(group=self.cpu_group(), timeout=timedelta(seconds=limit), wait_all_ranks=True)
 
     @contextlib.contextmanager
     def fail_fast(self) -> Iterator[None]:

@@ -13,7 +13,9 @@ maximises best_val_accuracy); the test set is only for reporting, so selecting o
 
 Hyperparameters come from flags or DIGITS_* variables (flags win): --lr, --hidden, --batch-size (global: split over
 the ranks, so the optimisation does not depend on the world size), --epochs, --momentum, --seed. Reaches >= 95 %
-test accuracy with the defaults. Test/bench knobs: --step-delay (seconds of simulated compute per step),
+test accuracy with the defaults. --device (auto, cpu or cuda; elastic_trainer.device): on a GPU pod each process
+trains on GPU LOCAL_RANK mod GPUs over NCCL, else on the CPU over gloo; checkpoints hold CPU tensors, so a job can
+resume on workers with or without GPUs. Test/bench knobs: --step-delay (seconds of simulated compute per step),
 --sample-delay (seconds of simulated accelerator compute per sample of this rank's batch: data parallelism then
 speeds the job up as on real accelerators, which a CPU shared by all ranks cannot show), --step-log (JSON lines
 per step from rank 0), --result (final JSON from rank 0).
@@ -24,13 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from elastic_trainer import checkpoint, contract
+from elastic_trainer import checkpoint, contract, device
 from elastic_trainer.control import Control
 from elastic_trainer.report import report
 from elastic_trainer.sampler import ElasticSampler
@@ -45,6 +48,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=int(e("DIGITS_BATCH_SIZE", "64")), help="global batch size")
     p.add_argument("--epochs", type=int, default=int(e("DIGITS_EPOCHS", "15")))
     p.add_argument("--seed", type=int, default=int(e("DIGITS_SEED", "0")))
+    p.add_argument("--device", choices=device.REQUESTS, default=e("DIGITS_DEVICE", "auto"))
     p.add_argument("--checkpoint-every", type=int, default=int(e(contract.ENV_CHECKPOINT_INTERVAL_STEPS) or 0) or 50)
     p.add_argument("--checkpoint-dir", default=e(contract.ENV_CHECKPOINT_DIR))
     p.add_argument("--step-delay", type=float, default=float(e("DIGITS_STEP_DELAY", "0")))
@@ -115,7 +119,7 @@ def epoch_metrics(model: Any, data: Sequence[Any], best: dict[str, Any] | None) 
     val_loss, val_accuracy = evaluate(model, xva, yva)
     _, accuracy = evaluate(model, xte, yte)
     if best is None or val_accuracy > best["val_accuracy"]:
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        state = device.to_cpu(model.state_dict())  # a copy, on the CPU: it goes into checkpoints
         best = {"val_accuracy": val_accuracy, "accuracy": accuracy, "model": state}
     metrics = {"accuracy": accuracy, "val_loss": val_loss, "val_accuracy": val_accuracy,
                "best_val_accuracy": best["val_accuracy"]}  # fmt: skip
@@ -135,30 +139,47 @@ def _main(argv: Sequence[str] | None, ctl: Control) -> int:
 
     args = parse_args(argv)
     distributed = "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+    place = device.from_env(args.device)
+    device.activate(place)
+    dev = torch.device(place.device)
     if distributed:
         pg_timeout = float(os.environ.get(contract.ENV_PG_TIMEOUT_S) or contract.DEFAULTS[contract.ENV_PG_TIMEOUT_S])
-        dist.init_process_group("gloo", timeout=timedelta(seconds=pg_timeout))
+        # device_id on a GPU: the NCCL communicator is made now, while a prepared generation waits for its go,
+        # not in the first collective after it (the rescale pause)
+        bound = {"device_id": dev} if place.backend == "nccl" else {}
+        dist.init_process_group(place.backend, timeout=timedelta(seconds=pg_timeout), **bound)  # type: ignore[arg-type]
     rank = dist.get_rank() if distributed else 0
     world = dist.get_world_size() if distributed else 1
+    if rank == 0:  # stderr: stdout's JSON lines are the epochs
+        print(f"digits: {place.device}, {place.backend if distributed else 'one process'}: {place.reason}",
+              file=sys.stderr, flush=True)  # fmt: skip
     torch.manual_seed(args.seed)
     data = load_data(args.seed)
+    model = build_model(args.hidden)  # initialised on the CPU: the same weights whatever the device
+    # a prepared generation waits here until the previous one has checkpointed; it puts model and data on the GPU
+    # only after the go (before it: the CUDA context and NCCL's buffers), so two generations of one pod never hold
+    # two models on one GPU at once
+    ctl.wait_for_go()
+    data = tuple(t.to(dev) for t in data)
     xtr, ytr, _, _, xte, yte = data
-    model = build_model(args.hidden)
+    model.to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
-    ctl.wait_for_go()  # a prepared generation waits here until the previous one has checkpointed
     step, epoch, offset = 0, 0, 0
     scores: dict[str, float] = {}  # of the last completed epoch (restored too: a resumed rank reports them)
     epoch_loss = 0.0
     best: dict[str, Any] | None = None  # the best epoch by validation accuracy, with its model (see epoch_metrics)
     ckdir = args.checkpoint_dir
-    if ckdir and (state := checkpoint.load_latest(ckdir)) is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+    if ckdir and (state := checkpoint.load_latest(ckdir)) is not None:  # CPU tensors (map_location="cpu")
+        model.load_state_dict(state["model"])  # copied into the model's device
+        opt.load_state_dict(state["optimizer"])  # the optimizer's state follows its parameters' device
         step, epoch, offset = int(state["step"]), int(state["epoch"]), int(state["offset"])
         scores, epoch_loss = dict(state.get("scores") or {}), float(state.get("loss", 0.0))
         best = state.get("best")
     last_ckpt: int | None = step if step else None
-    net: Any = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    net: Any = model
+    if distributed:
+        ids = [place.index] if place.index is not None else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     per_rank = max(1, round(args.batch_size / world))
     step_log = open(args.step_log, "a") if args.step_log and rank == 0 else None  # noqa: SIM115
     generation = int(os.environ.get(contract.ENV_GENERATION, "0"))
@@ -166,8 +187,9 @@ def _main(argv: Sequence[str] | None, ctl: Control) -> int:
     def save() -> None:
         nonlocal last_ckpt
         if ckdir:
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "offset": offset,
-                     "scores": scores, "loss": epoch_loss, "best": best}  # fmt: skip
+            # CPU copies: the checkpoint loads on workers with or without GPUs, whatever device index wrote it
+            state = {"model": device.to_cpu(model.state_dict()), "optimizer": device.to_cpu(opt.state_dict()),
+                     "epoch": epoch, "offset": offset, "scores": scores, "loss": epoch_loss, "best": best}  # fmt: skip
             checkpoint.save(state, step, ckdir)
             last_ckpt = step
 
@@ -178,19 +200,23 @@ def _main(argv: Sequence[str] | None, ctl: Control) -> int:
 
     log_step(event="start", epoch=epoch, offset=offset)
     t_last, steps_since = time.monotonic(), 0
+    t_start, step_start = t_last, step
     while epoch < args.epochs:
         sampler = ElasticSampler(
             len(xtr), batch_size=per_rank, rank=rank, world_size=world, epoch=epoch, offset=offset, seed=args.seed
         )
-        loss_sum = torch.zeros(2)  # summed loss, samples (this rank, this generation's part of the epoch)
+        # summed loss, samples (this rank, this generation's part of the epoch); on the device, so a step needs no
+        # GPU->CPU copy (which would wait for the GPU) and the epoch's all_reduce runs on the process group's device
+        loss_sum = torch.zeros(2, device=dev)
         for i, idx in enumerate(sampler):
             count = sampler.consumed_after(i + 1) - sampler.consumed_after(i)  # samples in this global step
-            index = torch.tensor(idx, dtype=torch.long)
+            index = torch.tensor(idx, dtype=torch.long).to(dev, non_blocking=True)
             loss = F.cross_entropy(net(xtr[index]), ytr[index], reduction="sum")
             opt.zero_grad()
             (loss * world / count).backward()  # type: ignore[no-untyped-call]  # DDP averages over ranks: this yields the global mean gradient
             opt.step()
-            loss_sum += torch.tensor([loss.item(), len(idx)])
+            loss_sum[0] += loss.detach()
+            loss_sum[1] += len(idx)
             step += 1
             offset = sampler.consumed_after(i + 1)
             steps_since += 1
@@ -226,12 +252,15 @@ def _main(argv: Sequence[str] | None, ctl: Control) -> int:
                world_size=world)  # fmt: skip
     save()
     report(step=step, epoch=epoch, metrics=_metrics(epoch_loss, scores, epoch), last_checkpoint_step=last_ckpt)
-    _, accuracy = evaluate(model, xte, yte)
+    _, accuracy = evaluate(model, xte, yte)  # synchronises with the device: the training time below is complete
+    train_s = time.monotonic() - t_start
     log_step(event="done", accuracy=accuracy)
     if args.result and rank == 0:
         kept = {"best_val_accuracy": best["val_accuracy"], "best_accuracy": best["accuracy"]} if best else {}
+        speed = {"device": place.device, "backend": place.backend if distributed else None, "train_s": train_s,
+                 "steps_per_s": (step - step_start) / train_s if train_s > 0 else 0.0}  # fmt: skip
         with open(args.result, "w") as f:
-            json.dump({"accuracy": accuracy, **kept, "step": step, "epoch": epoch, "world": world}, f)
+            json.dump({"accuracy": accuracy, **kept, "step": step, "epoch": epoch, "world": world, **speed}, f)
     if distributed:
         dist.destroy_process_group()
     return 0
