@@ -42,7 +42,7 @@ print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torc
 print("nccl", torch.cuda.nccl.version() if torch.cuda.is_available() else None)'
 
   echo "== tests: tests/unit/trainer tests/trainer/test_gpu.py"
-  timeout 330 "$PY" -m pytest -q -p no:cacheprovider --durations=8 tests/unit/trainer tests/trainer/test_gpu.py
+  timeout 300 "$PY" -m pytest -q -p no:cacheprovider --durations=8 tests/unit/trainer tests/trainer/test_gpu.py
   local rc=$?
   echo "pytest exit status: $rc"
 
