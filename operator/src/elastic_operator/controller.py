@@ -48,6 +48,8 @@ from elastic_trainer import contract
 log = logging.getLogger("elastic_operator.controller")
 
 STARTS = frozenset({"admit", "grow"})  # changes that only add pods: safe to leave to the next round
+EVENT_CONCURRENCY = 16  # events in flight at once, off the round's path
+EVENT_BACKLOG = 10_000  # events waiting to be posted; more are dropped (and counted), as client-go's recorder does
 
 JSON = dict[str, Any]
 
@@ -72,6 +74,9 @@ class Controller:
     _queue_interval_s: float = 0.0  # this round's: queue_status_interval_s, longer for a long queue
     _informational_budget: int = 0  # status writes that only inform, left in this round (see run_round)
     _events_due: list[tuple[render.JobRef, Step]] = field(default_factory=list)  # posted at the end of the round
+    _event_tasks: set[asyncio.Task[None]] = field(default_factory=set)  # rounds' events still being posted
+    _event_backlog: int = 0  # events handed to _event_tasks and not posted yet
+    _event_gate: asyncio.Semaphore | None = None
     _status_issues_seen: dict[Key, str] = field(default_factory=dict)
     derived: StatusDerived = field(default_factory=StatusDerived)  # per job, from its status (k8s/derived.py)
 
@@ -187,14 +192,7 @@ class Controller:
                     log.exception("reconciling %s/%s failed; retrying next round", *key)
 
         await asyncio.gather(*(reconcile(key, ctx) for key, ctx in contexts.items()))
-        # Events last: they explain, the status is what admits, so no admission waits behind another's event.
-        due, self._events_due = self._events_due, []
-
-        async def post(job: render.JobRef, step: Step) -> None:
-            async with gate:
-                await self._events(job, step)
-
-        await asyncio.gather(*(post(job, step) for job, step in due))
+        self._post_events_later()
         if deferred:
             self.view.changed.set()  # the next round follows at once (after the debounce), not at the interval
         if log.isEnabledFor(logging.DEBUG):
@@ -316,41 +314,99 @@ class Controller:
         return facts
 
     async def _apply(self, job: render.JobRef, ctx: JobContext, step: Step) -> set[str]:
-        """The step's creates and deletes, each group at once: an admission is three round trips (token Secret and
-        NetworkPolicy, then every pod, then the status), not eight in a row (bench/scale). The Secret comes before
-        the pods that mount it, the NetworkPolicy before the rendezvous pod it protects. Returns the names of the
-        pods the API server stored."""
+        """The step's creates and deletes, as much at once as order allows: the worker pods go out with the token
+        Secret they mount (a kubelet waits for a missing Secret volume; it exists long before any kubelet sees the
+        pod), the rendezvous pod only after the NetworkPolicy that protects it. Worker pods, which hold the GPUs,
+        are created one round trip after the plan, not two (capacity freed -> pods created, bench/scale); the
+        status follows the creates. Returns the names of the pods the API server stored."""
         port = self.rendezvous_port(job.uid)
-        if step.create_workers or step.create_rendezvous:
-            infra_key = ((job.namespace, job.name), job.uid)
-            if infra_key not in self._infra_done:
-                await asyncio.gather(
-                    self.client.create(render.token_secret(job, job_token(self.token_key, job.uid))),
-                    self.client.create(render.rendezvous_network_policy(job, port)),
-                )
-                self._infra_done.add(infra_key)
-        pods = [
+        infra_key = ((job.namespace, job.name), job.uid)
+        infra_new = bool(step.create_workers or step.create_rendezvous) and infra_key not in self._infra_done
+        workers = [
             render.worker_pod(
                 job, ctx.template, slot.slot, slot.node, worker_pod_name(job.name, slot.slot), self.report_url
             )
             for slot in step.create_workers
         ]
-        if step.create_rendezvous:
-            pods.insert(0, render.rendezvous_pod(job, ctx.template, step.create_rendezvous, port))
-        stored = await asyncio.gather(*(self.client.create(pod) for pod in pods))
+
+        async def rendezvous() -> JSON | None:
+            if infra_new:
+                await self.client.create(render.rendezvous_network_policy(job, port))
+            if not step.create_rendezvous:
+                return None
+            return await self.client.create(render.rendezvous_pod(job, ctx.template, step.create_rendezvous, port))
+
+        async def secret() -> None:
+            if infra_new:
+                await self.client.create(render.token_secret(job, job_token(self.token_key, job.uid)))
+
+        results = await asyncio.gather(
+            rendezvous(), secret(), *(self.client.create(pod) for pod in workers), return_exceptions=True
+        )
         created: set[str] = set()
-        for pod in stored:
-            if pod is not None:  # into the view at once: the next round must not create it again (409) or wait
+        for pod in [results[0], *results[2:]]:
+            if isinstance(pod, dict):  # into the view at once: the next round must not create it again (409) or wait
                 self.view.observe("Pod", "ADDED", pod)
                 created.add(pod["metadata"]["name"])
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        if failed is not None:
+            raise failed  # what was stored is in the view; the next round plans from it
+        if infra_new:
+            self._infra_done.add(infra_key)
         for pod_name, why in step.delete_pods:
             log.info("deleting pod %s/%s: %s", job.namespace, pod_name, why)
         await asyncio.gather(*(self.client.delete("Pod", job.namespace, name) for name, _ in step.delete_pods))
         return created
 
-    async def _events(self, job: render.JobRef, step: Step) -> None:
-        """After the status write: an event only explains, the status is what admits (and what users wait on)."""
-        await asyncio.gather(*(self._event(job, e.type, e.reason, e.message) for e in step.events))
+    def _post_events_later(self) -> None:
+        """The round's events, posted in the background: an event only explains, the status is what admits (and
+        what users wait on), so neither this round's admissions nor the next round wait behind an event. At 1,000
+        jobs a round, awaiting them took one more API round trip per round on a busy API server, and freed capacity
+        waited for it (bench/scale). At most EVENT_BACKLOG wait; beyond that they are dropped and counted (kind
+        "event"), as client-go's event recorder drops when its queue is full."""
+        due, self._events_due = self._events_due, []
+        events = [(job, e) for job, step in due for e in step.events]
+        room = max(0, EVENT_BACKLOG - self._event_backlog)
+        if len(events) > room:
+            self.metrics.apply_errors.labels("event").inc(len(events) - room)
+            log.warning("event backlog full: %d events not posted", len(events) - room)
+            events = events[:room]
+        if not events:
+            return
+        if self._event_gate is None:
+            self._event_gate = asyncio.Semaphore(EVENT_CONCURRENCY)
+        gate = self._event_gate
+        self._event_backlog += len(events)
+
+        async def post(job: render.JobRef, e: Any) -> None:
+            try:
+                async with gate:
+                    await self._event(job, e.type, e.reason, e.message)
+            except Exception as exc:  # a connection error must not surface as a lost task's traceback
+                self.metrics.apply_errors.labels("event").inc()
+                log.debug("event for %s/%s not posted: %r", job.namespace, job.name, exc)
+            finally:
+                self._event_backlog -= 1
+
+        async def post_all() -> None:
+            await asyncio.gather(*(post(job, e) for job, e in events))
+
+        task = asyncio.create_task(post_all(), name="elastic-events")
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
+
+    async def drain_events(self) -> None:
+        """Wait until every event handed over so far is posted (tests; shutdown with a deadline)."""
+        while self._event_tasks:
+            await asyncio.gather(*list(self._event_tasks), return_exceptions=True)
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Post what is pending for up to timeout_s, then give up on the rest (the operator is stopping)."""
+        try:
+            await asyncio.wait_for(self.drain_events(), timeout_s)
+        except TimeoutError:
+            for task in list(self._event_tasks):
+                task.cancel()
 
     async def _event(self, job: render.JobRef, type_: str, reason: str, message: str) -> None:
         now = self.clock()
@@ -440,7 +496,8 @@ class Controller:
         # learn the curve only from steady state: the first seconds of a generation (process start, first
         # collectives, cold caches) would make every larger size look slower than it is
         if freshest is not None and sps and rt.phase == "Running" and freshest.received - freshest.facts.time >= 3.0:
-            self.throughputs.record(key, len(rt.members), sps)
+            nodes = {rt.node_of(m) for m in rt.members}  # the placement the report was measured on
+            self.throughputs.record(key, len(rt.members), len(nodes - {None, ""}), sps)
         checkpoint = durable_checkpoint(latest.values(), previous)  # never shown going back (reports/progress.py)
         return {
             "step": max(r.step, checkpoint or 0),

@@ -52,6 +52,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         token_key=ctx.token_key,
         report_url="",
     )
+    ctx.cleanups.append(controller.close)  # before the client closes (cleanups run in reverse): pending events go out
     app = build_app(store, ctx.token_key, controller.job_uid, controller.directive, ctx.metrics, ctx.view.changed.set)
     runner, ctx.report_port = await serve(app, cfg.report_host, cfg.report_port)
     ctx.cleanups.append(runner.cleanup)
