@@ -109,6 +109,20 @@ class MemorySampler(threading.Thread):
                 return
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process(cluster: DevCluster, operator_pid: int) -> dict[str, float]:
+    pids = {**cluster.state.pids, "operator": operator_pid, "bench": os.getpid()}
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
 def timelines(recorder: Recorder, workers: int) -> list[analysis.JobTimeline]:
     out = []
     for times in recorder.snapshot().values():
@@ -139,6 +153,12 @@ def main() -> int:
     parser.add_argument("--timeout-s", type=float, default=600.0)
     parser.add_argument("--out", default="scale", help="results file stem under bench/results")
     parser.add_argument("--keep-logs", default="", help="copy the operator log here")
+    parser.add_argument(
+        "--kwok-pod-parallelism",
+        type=int,
+        default=32,
+        help="pod stages kwok plays at once (kwok's default 4 plays 1,000 nodes' kubelets four pods at a time)",
+    )
     args = parser.parse_args()
     # SIGTERM (timeout, kill) unwinds like Ctrl-C: the finally blocks stop the operator and the control plane,
     # which otherwise keep running (and loading the machine) after the bench is gone
@@ -153,7 +173,7 @@ def main() -> int:
     loads: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         started = time.monotonic()
-        cluster = DevCluster.start(Path(tmp) / "cluster")
+        cluster = DevCluster.start(Path(tmp) / "cluster", kwok_pod_parallelism=args.kwok_pod_parallelism)
         op: OperatorProcess | None = None
         try:
             cluster.apply_crds()
@@ -185,6 +205,7 @@ def main() -> int:
             per_burst = -(-args.jobs // args.bursts)
             names = [f"job-{i:05d}" for i in range(args.jobs)]
             t0 = time.monotonic()
+            cpu_before = cpu_by_process(cluster, op.proc.pid)
             burst_starts = []
             for b in range(args.bursts):
                 time.sleep(max(0.0, t0 + b * args.burst_interval_s - time.monotonic()))  # the arrival schedule
@@ -206,7 +227,7 @@ def main() -> int:
                 failed = [n for n, j in jobs.items() if j.phase == "Failed"]
                 if failed:
                     raise AssertionError(f"jobs failed: {failed[:5]}")
-                return succeeded >= args.jobs
+                return succeeded >= int(args.jobs)
 
             deadline = time.monotonic() + args.timeout_s
             timed_out = False
@@ -221,6 +242,7 @@ def main() -> int:
                       f"succeeded={sum(1 for j in jobs.values() if j.phase == 'Succeeded')} "
                       f"rss={memory.peak_kib // 1024}MiB load={loads[-1]:.1f}", flush=True)  # fmt: skip
             makespan = time.monotonic() - t0
+            cpu_after = cpu_by_process(cluster, op.proc.pid)
             after = analysis.scrape(op.metrics())
             peak_hwm_kib = memory.status_kib("VmHWM")
             memory.stop.set()
@@ -298,6 +320,10 @@ def main() -> int:
         "api_requests_per_decision": r(requests / decisions, 2) if decisions else None,
         "api_requests_by_call": dict(sorted(by_call.items(), key=lambda kv: -kv[1])),
         "watch_events_seen_by_bench": recorder.events,
+        "cpu_seconds_by_process": {
+            name: round(cpu_after[name] - cpu_before[name], 1)
+            for name in sorted(cpu_after, key=lambda n: cpu_before[n] - cpu_after[n])
+        },
         "cluster_setup_s": round(setup_s, 1),
         "load_average": {
             "start": [round(x, 2) for x in load_start],
@@ -335,7 +361,9 @@ def markdown(res: dict[str, Any]) -> str:
         f"At most {c['capacity_jobs']} jobs fit at once, so the first half is admitted as fast as the operator can and "
         "the second half waits for capacity. Real etcd, API server, scheduler, controller-manager, kwok; operator "
         f"with planner interval {c['planner_interval_s']:g} s, debounce {c['planner_debounce_s']:g} s. Times are "
-        "when the bench's own watches saw each change (bench/scale/analysis.py defines each figure).\n\n"
+        "when the bench's own watches saw each change (bench/scale/analysis.py defines each figure). kwok plays "
+        f"{c.get('kwok_pod_parallelism', 4)} pod stages at once (its default is 4: one kwok process plays every "
+        "node's kubelet).\n\n"
         "| figure | measured | target | met |\n|---|---|---|---|\n"
         f"| admissions/s until saturation ({res['admissions_counted']} jobs) | {res['admissions_per_s_sustained']} "
         f"| >= 20 | {ok(res['admissions_per_s_sustained'], 20, higher=True)} |\n"
@@ -366,7 +394,14 @@ def markdown(res: dict[str, Any]) -> str:
         "shared with other work while this ran: load average (1 min) "
         f"{load['start'][0]} at the start, mean {load['during_mean_1m']} / max {load['during_max_1m']} during, "
         f"{load['end'][0]} at the end. Everything (control plane, kwok, operator, bench) ran on these cores.\n\n"
-        "API requests by call: "
+        + (
+            "CPU seconds during the run (submission of the first job to the last Succeeded), by process: "
+            + ", ".join(f"{k} {v:g}" for k, v in res["cpu_seconds_by_process"].items())
+            + f" (of {res['makespan_s'] * res['machine']['cpus']:.0f} available).\n\n"
+            if res.get("cpu_seconds_by_process")
+            else ""
+        )
+        + "API requests by call: "
         + ", ".join(f"{k} {v:.0f}" for k, v in list(res["api_requests_by_call"].items())[:8])
         + " (every request of the operator's client, its watch streams included).\n"
     )

@@ -29,6 +29,22 @@ CACHE = Path(os.environ.get("ELASTIC_TRAINING_CACHE", Path.home() / ".cache" / "
 ADMIN_TOKEN = "elastic-training-admin-token"  # loopback-only dev cluster; never used outside it
 FAKE_NODE_LABEL = "elastic.training/fake-node"
 
+# kwok v0.8.0's defaults for its KwokConfiguration options (pkg/apis/config/v1alpha1, SetObjectDefaults): written
+# out in full whenever a configuration is given (see DevCluster._kwok_config). The command line sets the rest.
+KWOK_DEFAULT_OPTIONS: dict[str, object] = {
+    "cidr": "10.0.0.0/24",
+    "manageAllNodes": False,
+    "enableDebuggingHandlers": True,
+    "enableContentionProfiling": False,
+    "enableProfilingHandler": True,
+    "podPlayStageParallelism": 4,
+    "nodePlayStageParallelism": 4,
+    "nodeLeaseParallelism": 4,
+    "podsOnNodeSyncParallelism": 1,
+    "enablePodsOnNodeSyncListPager": True,
+    "enablePodsOnNodeSyncStreamWatch": False,
+}
+
 # GPU clusters bin-pack: score nodes by how full they get (MostAllocated), GPUs weighing most, so that whole
 # nodes stay free for large workers. kube-scheduler's default (LeastAllocated) spreads instead.
 # Client rate limits lifted (as kwokctl's disableQPSLimits does for simulated clusters): the defaults (scheduler
@@ -192,7 +208,19 @@ class DevCluster:
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, directory: Path, nodes: Iterable[FakeNode] = (), *, timeout: float = 120.0) -> DevCluster:
+    def start(
+        cls,
+        directory: Path,
+        nodes: Iterable[FakeNode] = (),
+        *,
+        timeout: float = 120.0,
+        kwok_pod_parallelism: int | None = None,
+    ) -> DevCluster:
+        """kwok_pod_parallelism: how many pod stages kwok plays at once (its default is 4). One kwok process plays
+        the kubelets of every fake node, so at 1,000 nodes four at a time leaves pods Pending for minutes where
+        1,000 real kubelets would start them in parallel: bench/scale raises it. Tests keep the default: with 32,
+        kwok no longer finished deleting pods left Terminating on a node that was removed and came back
+        (tests/integration/test_controller.py, a node's return)."""
         bins = binaries()
         directory = directory.resolve()
         if (directory / "state.json").exists():
@@ -274,7 +302,7 @@ class DevCluster:
                 [
                     str(bins["kwok"]),
                     f"--kubeconfig={kubeconfig}",
-                    f"--config={STAGES}",
+                    f"--config={cls._kwok_config(directory, kwok_pod_parallelism)}",
                     f"--manage-nodes-with-label-selector={FAKE_NODE_LABEL}=true",
                     "--node-lease-duration-seconds=40",
                     "--cidr=10.244.0.0/16",
@@ -294,6 +322,20 @@ class DevCluster:
             cluster.stop()
             raise
         return cluster
+
+    @staticmethod
+    def _kwok_config(directory: Path, pod_parallelism: int | None) -> Path:
+        if pod_parallelism is None:
+            return STAGES
+        # kwok v0.8 applies its option defaults only when no KwokConfiguration is given: one that names a single
+        # option leaves the others zero (no node leases, no sync of a returning node's pods). So every option that
+        # has a default is written out with it, and only the pod stage parallelism differs.
+        options = {**KWOK_DEFAULT_OPTIONS, "podPlayStageParallelism": pod_parallelism}
+        path = directory / "kwok.yaml"
+        lines = "".join(f"  {k}: {json.dumps(v)}\n" for k, v in options.items())
+        kwok = f"apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n{lines}"
+        path.write_text(STAGES.read_text().rstrip("\n") + "\n---\n" + kwok)
+        return path
 
     @classmethod
     def attach(cls, directory: Path) -> DevCluster:
