@@ -6,8 +6,13 @@
 #
 # It prints the GPU and torch versions, runs the trainer unit tests and the CUDA tests (tests/trainer/test_gpu.py),
 # then trains the digits example once on the CPU and once on the GPU, one process and under torchrun, for the
-# accuracy and steps/s figures. When the machine's Python has no pydantic (the contract needs it), the wheels in .whl/
-# (pydantic and its dependencies, downloaded for that Python) are unpacked into a private directory first. Exit status: the tests'.
+# accuracy and steps/s figures. Exit status: the tests'.
+#
+# When the machine's Python has no pydantic (the contract needs it), the wheels in .whl/ (not committed) are unpacked
+# into a private directory first. For a Python 3.12 x86-64 machine without network, fetch them beforehand with
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_17_x86_64 -d .whl pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 \
+#     typing-inspection==0.4.5 typing-extensions==4.16.0
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-check}
 PY=${PYTHON:-python3}
