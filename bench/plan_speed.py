@@ -76,7 +76,7 @@ def scenario(nodes: int = 1000, queued: int = 1000, running: int = 600, seed: in
                 phase=Phase.RUNNING,
                 workers=tuple(workers),
                 last_rescale=NOW - rnd.uniform(0, 3600),
-                throughput={len(workers): 100.0 * len(workers) ** 0.8},
+                throughput={(len(workers), len({w.node for w in workers})): 100.0 * len(workers) ** 0.8},
             )
         )
     for k in range(queued):

@@ -5,7 +5,7 @@ the next round); a scheduling round (every `interval_s`): build a `Snapshot` fro
 real `elastic_operator.policy.plan()`, and carry out its decisions. Between events every running job progresses at
 its model throughput for its worker count and node spread, except during the restart penalty that follows every
 start and every rescale. The policy sees only what the operator would: workers, priorities, times, and the
-throughput measured so far at each worker count it has run at.
+throughput measured so far at each placement (workers, nodes spanned) it has run at.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class SimJob:
     paused_until: float = 0.0
     last_rescale: float | None = None
     queued_since: float = 0.0
-    measured: dict[int, float] = field(default_factory=dict)
+    measured: dict[tuple[int, int], float] = field(default_factory=dict)  # by (workers, nodes), as reported
     start: float | None = None
     finish: float | None = None
     rescales: int = 0
@@ -72,10 +72,13 @@ class SimJob:
     def key(self) -> str:
         return f"sim/{self.trace.name}"
 
+    @property
+    def placement(self) -> tuple[int, int]:
+        """(workers, nodes they span): what a throughput report is keyed by."""
+        return len(self.workers), len({w.node for w in self.workers})
+
     def rate(self) -> float:
-        n = len(self.workers)
-        k = len({w.node for w in self.workers})
-        return self.model.throughput(self.trace.batch, n, k)
+        return self.model.throughput(self.trace.batch, *self.placement)
 
 
 @dataclass
@@ -210,7 +213,7 @@ def _carry_out(changes: tuple[Decision, ...], jobs: dict[str, SimJob], now: floa
     for d in changes:
         j = jobs[d.job]
         if j.workers and j.phase is Phase.RUNNING:
-            j.measured[len(j.workers)] = j.rate()  # what its trainers reported at this size
+            j.measured[j.placement] = j.rate()  # what its trainers reported at this placement
         if d.action is Action.REQUEUE:
             j.workers = []
             j.phase = Phase.QUEUED
@@ -230,4 +233,4 @@ def _carry_out(changes: tuple[Decision, ...], jobs: dict[str, SimJob], now: floa
         j.last_rescale = now
     for j in jobs.values():  # everything running reports its current throughput each round
         if j.phase is Phase.RUNNING and j.workers and now >= j.paused_until:
-            j.measured[len(j.workers)] = j.rate()
+            j.measured[j.placement] = j.rate()

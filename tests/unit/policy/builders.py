@@ -57,7 +57,7 @@ def job(
     cooldown: float | None = None,
     may_shrink: bool = True,
     may_requeue: bool = True,
-    throughput: Mapping[int, float] | None = None,
+    throughput: Mapping[int, float] | Mapping[tuple[int, int], float] | None = None,
     busy: bool = False,
     phase: Phase | None = None,
     **extra: Any,
@@ -79,10 +79,19 @@ def job(
         cooldown_s=cooldown,
         may_shrink=may_shrink,
         may_requeue=may_requeue,
-        throughput=dict(throughput or {}),
+        throughput=placed(throughput or {}),
         busy=busy,
         **extra,
     )
+
+
+def placed(throughput: Mapping[int, float] | Mapping[tuple[int, int], float]) -> dict[tuple[int, int], float]:
+    """Measurements by (workers, nodes): an int key n means n workers measured on one node (most tests' jobs run on
+    one node); (n, k) keys are taken as they are."""
+    out: dict[tuple[int, int], float] = {}
+    for key, value in throughput.items():
+        out[(key, 1) if isinstance(key, int) else key] = value
+    return out
 
 
 def snap(

@@ -108,7 +108,20 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
             cooldown_s=float(draw(st.sampled_from([0, 30, 120, 600]))),
             may_shrink=draw(st.integers(0, 4)) > 0,
             may_requeue=draw(st.integers(0, 4)) > 0,
-            throughput=draw(st.sampled_from([{}, {1: 10.0}, {1: 10.0, 2: 19.0}, {2: 5.0, 4: 6.0}, {1: 3.0, 3: 2.0}])),
+            throughput=draw(
+                st.sampled_from(
+                    [
+                        {},
+                        {(1, 1): 10.0},
+                        {(1, 1): 10.0, (2, 1): 19.0},
+                        {(2, 1): 5.0, (4, 2): 6.0},
+                        {(1, 1): 3.0, (3, 1): 2.0},
+                        # faster packed than spread: the placement-aware rules (shed the spread, do not spread)
+                        {(2, 1): 10.0, (2, 2): 4.0, (3, 2): 6.0, (4, 2): 7.0},
+                        {(1, 1): 10.0, (2, 2): 25.0, (3, 3): 30.0},  # spreading helps
+                    ]
+                )
+            ),
             last_rescale=draw(st.sampled_from([None, NOW - 10, NOW - 200, NOW - 5000])),
             busy=draw(st.integers(0, 9)) == 0,
             attained_s=float(draw(st.sampled_from([0, 60, 5000, 100_000]))),

@@ -36,15 +36,17 @@ class PlannedChange:
 
 @dataclass
 class Throughputs:
-    """Measured samples/s by worker count, per job, learned from reports (the goodput mode's input)."""
+    """Measured samples/s by placement (workers, nodes they span), per job, learned from reports (the goodput
+    mode's input). By placement because the same worker count can run at half the speed spread over two nodes
+    (policy/throughput.py): keyed by worker count alone, one placement's reports overwrote the other's."""
 
-    by_job: dict[Key, dict[int, float]] = field(default_factory=dict)
+    by_job: dict[Key, dict[tuple[int, int], float]] = field(default_factory=dict)
 
-    def record(self, job: Key, workers: int, samples_per_s: float) -> None:
-        if workers > 0 and samples_per_s > 0:
+    def record(self, job: Key, workers: int, nodes: int, samples_per_s: float) -> None:
+        if workers > 0 and nodes > 0 and samples_per_s > 0:
             curve = self.by_job.setdefault(job, {})
-            old = curve.get(workers)
-            curve[workers] = samples_per_s if old is None else 0.7 * old + 0.3 * samples_per_s
+            old = curve.get((workers, nodes))
+            curve[(workers, nodes)] = samples_per_s if old is None else 0.7 * old + 0.3 * samples_per_s
 
 
 def _ts(value: str | None) -> float:
@@ -126,7 +128,12 @@ def _slot(pod: JSON) -> int | None:
 
 
 def _policy_job(
-    key: Key, ctx: JobContext, rt: JobRuntime, pods: list[JSON], throughput: Mapping[int, float], now: float
+    key: Key,
+    ctx: JobContext,
+    rt: JobRuntime,
+    pods: list[JSON],
+    throughput: Mapping[tuple[int, int], float],
+    now: float,
 ) -> Job:
     node_of_slot = {slot: (p.get("spec") or {}).get("nodeName") or "" for p in pods if (slot := _slot(p)) is not None}
     phase = Phase.OTHER

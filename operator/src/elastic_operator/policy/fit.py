@@ -212,23 +212,26 @@ class Cluster:
     def place_one(
         self, job: Job, near: Iterable[str], exclude: frozenset[str] = frozenset(), want: int = 1
     ) -> str | None:
-        """A node for one more worker: a node the job already uses (the one with most of its workers) if it has
-        room, else the tightest node with room for `want` more (the job's workers to come stay together: spreading a
-        job over nodes costs throughput), else the roomiest. Reserves it."""
+        """A node for one more worker (see `peek_one`); reserves it."""
+        best = self.peek_one(job, near, exclude, want)
+        if best is not None:
+            self.take(best, job.per_worker)
+        return best
+
+    def peek_one(
+        self, job: Job, near: Iterable[str], exclude: frozenset[str] = frozenset(), want: int = 1
+    ) -> str | None:
+        """Where one more worker would go, without reserving it: a node the job already uses (the one with most of
+        its workers) if it has room, else the tightest node with room for `want` more (the job's workers to come
+        stay together: spreading a job over nodes costs throughput), else the roomiest."""
         index = self.shape(job)
-        best: str | None = None
         seen: dict[str, int] = {}
         for name in near:
             seen[name] = seen.get(name, 0) + 1
         for name in sorted(seen, key=lambda x: (-seen[x], x)):
             if name not in exclude and index.count.get(name, 0) > 0:
-                best = name
-                break
-        if best is None:
-            best = index.best_fit(max(1, want), exclude) or index.largest(exclude)
-        if best is not None:
-            self.take(best, job.per_worker)
-        return best
+                return name
+        return index.best_fit(max(1, want), exclude) or index.largest(exclude)
 
     def blocking(self, job: Job, n: int) -> Blocking:
         """Explain why `n` workers of `job` do not fit now: no node, not enough in total, or fragmented."""

@@ -2,7 +2,10 @@
 
 Higher priority classes are served first. Within a class, one worker at a time goes to the job with the fewest
 workers ("fair") or to the job whose expected throughput gains most from it, as a fraction of its current speed
-("goodput", Pollux's idea with reported throughput instead of a fitted model; see `Curve.marginal_gain`). A
+("goodput", Pollux's idea with reported throughput instead of a fitted model; see `Curve.marginal_gain`). Each
+worker is judged where it would land (`Cluster.peek_one`): one that takes the job onto another node is worth the
+throughput the job is expected to have on that many nodes, so a job whose reports show that spreading slows it down
+is not spread, and a free place on a node it already uses goes first. A
 running job keeps its extra workers only when the gain pays for the rescale pause over its cooldown
 (`worth_rescaling`); jobs that fail are dropped and the rest re-shared, and at the end every dropped job gets one
 more chance at the best size the leftover allows. That last pass is what makes a plan a fixpoint: re-planning after
@@ -15,7 +18,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from elastic_operator.policy.fit import Cluster
-from elastic_operator.policy.snapshot import Job, Settings
+from elastic_operator.policy.snapshot import Job, Settings, spans
 from elastic_operator.policy.throughput import Curve, service_weight, worth_rescaling
 
 
@@ -34,20 +37,38 @@ class Candidate:
     def planned(self) -> int:
         return self.size + len(self.added)
 
+    @property
+    def spans(self) -> int:
+        """Nodes its planned workers are on."""
+        return spans([*self.nodes, *self.added])
 
-def _score(c: Candidate, settings: Settings) -> tuple[float, float, str]:
+    def packed_only(self, settings: Settings) -> bool:
+        """Just admitted without any measurement: it grows only on the node it was admitted to (see `grow`)."""
+        return self.fresh and not self.job.throughput and settings.first_on_one_node
+
+    def gain_at(self, node: str) -> float:
+        """What one more worker on `node` adds, as a fraction of the job's planned speed (placement included)."""
+        assert self.curve is not None
+        near = {*self.nodes, *self.added}
+        return self.curve.marginal_gain(self.planned, len(near), len(near) + (node not in near))
+
+
+def _score(c: Candidate, gain: float, settings: Settings) -> tuple[float, float, str]:
     if settings.grow_mode == "fair":
         return (float(c.planned), c.job.created, c.job.key)
-    assert c.curve is not None
-    return (-c.curve.marginal_gain(c.planned) * service_weight(c.job, settings), c.job.created, c.job.key)
+    return (-gain * service_weight(c.job, settings), c.job.created, c.job.key)
 
 
-def _wants_more(c: Candidate, settings: Settings) -> bool:
+def _next(cluster: Cluster, c: Candidate, settings: Settings) -> tuple[float, str] | None:
+    """Where the job's next worker would go and what it would add there, or None if it wants no more."""
     if c.planned >= c.limit:
-        return False
-    assert c.curve is not None
-    gain = c.curve.marginal_gain(c.planned)
-    return gain >= settings.min_marginal_gain if settings.grow_mode == "goodput" else gain > 0
+        return None
+    node = cluster.peek_one(c.job, [*c.nodes, *c.added], c.exclude, c.limit - c.planned)
+    if node is None or (node not in c.nodes and c.packed_only(settings)):
+        return None
+    gain = c.gain_at(node)
+    wanted = gain >= settings.min_marginal_gain if settings.grow_mode == "goodput" else gain > 0
+    return (gain, node) if wanted else None
 
 
 def _undo(cluster: Cluster, c: Candidate) -> None:
@@ -59,39 +80,50 @@ def _undo(cluster: Cluster, c: Candidate) -> None:
 def _share(cluster: Cluster, members: list[Candidate], settings: Settings) -> None:
     heap: list[tuple[tuple[float, float, str], int]] = []
     for i, c in enumerate(members):
-        if _wants_more(c, settings):
-            heap.append((_score(c, settings), i))
+        found = _next(cluster, c, settings)
+        if found is not None:
+            heap.append((_score(c, found[0], settings), i))
     heapq.heapify(heap)
     while heap:
-        _, i = heapq.heappop(heap)
+        score, i = heapq.heappop(heap)
         c = members[i]
-        node = cluster.place_one(c.job, [*c.nodes, *c.added], c.exclude, c.limit - c.planned)
-        if node is None:
+        found = _next(cluster, c, settings)  # others took places since: where would it land now?
+        if found is None:
             continue
-        c.added.append(node)
-        if _wants_more(c, settings):
-            heapq.heappush(heap, (_score(c, settings), i))
+        now = _score(c, found[0], settings)
+        if now != score:
+            heapq.heappush(heap, (now, i))  # worth something else now: back in line
+            continue
+        cluster.take(found[1], c.job.per_worker)
+        c.added.append(found[1])
+        found = _next(cluster, c, settings)
+        if found is not None:
+            heapq.heappush(heap, (_score(c, found[0], settings), i))
 
 
 def _pays(c: Candidate, settings: Settings) -> bool:
-    return c.fresh or not c.added or worth_rescaling(c.job, c.size, c.planned, settings, c.curve)[0]
+    if c.fresh or not c.added:
+        return True
+    return worth_rescaling(c.job, c.size, c.planned, settings, c.curve, spans(c.nodes), c.spans)[0]
 
 
 def _best_alone(cluster: Cluster, c: Candidate, settings: Settings) -> None:
     """Give `c` all it wants of the leftover, then keep the best-throughput prefix if it pays; else nothing."""
-    while _wants_more(c, settings):
-        node = cluster.place_one(c.job, [*c.nodes, *c.added], c.exclude, c.limit - c.planned)
-        if node is None:
-            break
-        c.added.append(node)
+    while (found := _next(cluster, c, settings)) is not None:
+        cluster.take(found[1], c.job.per_worker)
+        c.added.append(found[1])
     if not c.added:
         return
     assert c.curve is not None
     curve = c.curve
-    best = max(range(c.size + 1, c.planned + 1), key=lambda m: (curve.at(m), -m))
+
+    def rate(m: int) -> float:
+        return curve.at(m, spans([*c.nodes, *c.added[: m - c.size]]))
+
+    best = max(range(c.size + 1, c.planned + 1), key=lambda m: (rate(m), -m))
     while c.planned > best:
         cluster.release(c.added.pop(), c.job.per_worker)
-    if not worth_rescaling(c.job, c.size, c.planned, settings, curve)[0]:
+    if not worth_rescaling(c.job, c.size, c.planned, settings, curve, spans(c.nodes), c.spans)[0]:
         _undo(cluster, c)
 
 
@@ -115,7 +147,7 @@ def grow(cluster: Cluster, candidates: list[Candidate], settings: Settings) -> N
         if c.curve is None:
             c.curve = Curve(c.job, settings)
         c.limit = c.job.max_workers
-        if c.fresh and not c.job.throughput and settings.first_on_one_node:
+        if c.packed_only(settings):
             c.limit = min(c.limit, max(c.size, _one_node(cluster, c)))
     for priority in sorted({c.job.priority for c in candidates}, reverse=True):
         members = [c for c in candidates if c.job.priority == priority]

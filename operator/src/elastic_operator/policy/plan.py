@@ -23,7 +23,7 @@ from elastic_operator.policy.grow import Candidate, grow
 from elastic_operator.policy.queue import entries, order
 from elastic_operator.policy.rebalance import Donor, rebalance
 from elastic_operator.policy.reclaim import Cache, reclaim, victim_order
-from elastic_operator.policy.snapshot import Job, Phase, Snapshot, Worker
+from elastic_operator.policy.snapshot import Job, Phase, Snapshot, Worker, spans
 from elastic_operator.policy.throughput import cooldown, expected_pause
 
 DETAILED_REASONS = 100  # queue positions that get a per-resource explanation of why they do not fit
@@ -38,13 +38,18 @@ def in_cooldown(job: Job, now: float, cooldown_s: float) -> bool:
     return job.last_rescale is not None and (job.last_rescale >= now or now - job.last_rescale < cooldown_s)
 
 
-def _slots_to_drop(job: Job, n: int) -> tuple[Worker, ...]:
-    """`n` workers to remove, from the nodes where the job has the fewest (to consolidate it), newest first."""
+def _removal_order(job: Job) -> list[Worker]:
+    """The job's workers in the order they are removed: from the nodes where it has the fewest (to consolidate
+    it), newest first. Removing n takes the first n."""
     per_node: dict[str, int] = {}
     for w in job.workers:
         per_node[w.node] = per_node.get(w.node, 0) + 1
-    ranked = sorted(job.workers, key=lambda w: (per_node[w.node], w.node, -w.slot))
-    return tuple(sorted(ranked[:n], key=lambda w: w.slot))
+    return sorted(job.workers, key=lambda w: (per_node[w.node], w.node, -w.slot))
+
+
+def _slots_to_drop(job: Job, n: int) -> tuple[Worker, ...]:
+    """`n` workers to remove, from the nodes where the job has the fewest (to consolidate it), newest first."""
+    return tuple(sorted(_removal_order(job)[:n], key=lambda w: w.slot))
 
 
 class _Planner:
@@ -95,10 +100,11 @@ class _Planner:
                         inputs={"workers": job.size, "max_workers": job.max_workers},
                     )
                 )
-            elif (fewer := self._better_smaller(job)) is not None:
+            elif (smaller := self._better_smaller(job)) is not None:
+                fewer, rate = smaller
                 drop = _slots_to_drop(job, job.size - fewer)
                 self.remove(job, drop)
-                measured = job.throughput
+                now_rate = job.throughput[(job.size, job.spans)]
                 self.decide(
                     Decision(
                         job.key,
@@ -106,10 +112,10 @@ class _Planner:
                         fewer,
                         remove_slots=tuple(w.slot for w in drop),
                         reason=(
-                            f"extra workers do not help: measured {measured[fewer]:.3g} samples/s with {fewer}, "
-                            f"{measured[job.size]:.3g} with {job.size}"
+                            f"extra workers do not help: measured {rate:.3g} samples/s with {fewer}, "
+                            f"{now_rate:.3g} with {job.size} on {job.spans} nodes"
                         ),
-                        inputs={"workers": job.size, "measured_smaller": measured[fewer]},
+                        inputs={"workers": job.size, "nodes": job.spans, "measured_smaller": rate},
                     )
                 )
             elif job.size < job.min_workers:
@@ -138,18 +144,26 @@ class _Planner:
                         )
                     )
 
-    def _better_smaller(self, job: Job) -> int | None:
-        """A smaller size at which this job measured at least its current throughput (out of cooldown only)."""
+    def _better_smaller(self, job: Job) -> tuple[int, float] | None:
+        """A smaller size at which this job measured at least its current throughput, on the nodes it would span
+        after shedding the extra workers from the nodes where it has the fewest (out of cooldown only): a job
+        spread over two nodes that ran faster on one sheds the workers that spread it. Returns (size, rate)."""
         measured = job.throughput
-        now_rate = measured.get(job.size)
+        now_rate = measured.get((job.size, job.spans))
         if not self.settings.grow or not job.may_shrink or now_rate is None:
             return None
         if in_cooldown(job, self.now, cooldown(job, self.settings)):
             return None
-        smaller = [k for k in measured if job.min_workers <= k < job.size and measured[k] >= now_rate]
-        if not smaller:
+        sizes = {n for n, _ in measured if job.min_workers <= n < job.size}
+        if not sizes:
             return None
-        return min(smaller, key=lambda k: (-measured[k], k))
+        order = _removal_order(job)
+        better: list[tuple[int, float]] = []
+        for n in sizes:
+            rate = measured.get((n, spans(w.node for w in order[job.size - n :])))
+            if rate is not None and rate >= now_rate:
+                better.append((n, rate))
+        return min(better, key=lambda p: (-p[1], p[0])) if better else None
 
     # -- 2. queue ------------------------------------------------------------------------------------------------
     def reclaim_candidates(self, head: Job) -> list[Job]:
@@ -319,7 +333,7 @@ class _Planner:
             if not c.added:
                 continue
             assert c.curve is not None
-            before, after = c.curve.at(c.size), c.curve.at(c.planned)
+            before, after = c.curve.at(c.size, spans(c.nodes)), c.curve.at(c.planned, c.spans)
             if c.fresh:
                 old = self.decisions[c.job.key]
                 self.decisions[c.job.key] = Decision(
@@ -338,11 +352,16 @@ class _Planner:
                         c.planned,
                         add_nodes=tuple(c.added),
                         reason=(
-                            f"grow ({s.grow_mode}): {c.size} -> {c.planned} workers, expected "
+                            f"grow ({s.grow_mode}): {c.size} -> {c.planned} workers on {c.spans} nodes, expected "
                             f"{before:.3g} -> {after:.3g} samples/s pays for a {expected_pause(c.job, s):.3g} s pause "
                             f"within {max(cooldown(c.job, s), s.min_payoff_horizon_s):g} s"
                         ),
-                        inputs={"workers": c.size, "expected_before": before, "expected_after": after},
+                        inputs={
+                            "workers": c.size,
+                            "nodes": c.spans,
+                            "expected_before": before,
+                            "expected_after": after,
+                        },
                     )
                 )
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from elastic_operator.policy.fit import Cluster
 from elastic_operator.policy.grow import Candidate
-from elastic_operator.policy.snapshot import Job, Settings, Worker
+from elastic_operator.policy.snapshot import Job, Settings, Worker, spans
 from elastic_operator.policy.throughput import Curve, cooldown, expected_pause, service_weight
 
 DONOR_TRIES = 16  # donors without room a recipient looks past before giving up (bounds a round's work)
@@ -42,6 +42,12 @@ class Donor:
     def planned(self) -> int:
         return self.job.size - len(self.removed)
 
+    def loss_of(self, worker: Worker) -> float:
+        """What giving up `worker` costs, as a fraction of the job's speed without it (placement included: a
+        worker that is the job's last on its node takes a node off its span, which may cost less, or gain)."""
+        k = len(self.by_node)
+        return self.curve.marginal_gain(self.planned - 1, k - (len(self.by_node[worker.node]) == 1), k)
+
     def give(self, worker: Worker) -> None:
         self.removed.append(worker)
         left = self.by_node[worker.node]
@@ -50,16 +56,16 @@ class Donor:
             del self.by_node[worker.node]
 
 
-def _value(curve: Curve, n: int, m: int, horizon: float, pause: float) -> float:
-    """Seconds of its own progress a job gains (or loses, < 0) over the horizon by going from n to m workers with a
-    pause: work at m minus work at n, divided by its speed at n.
+def _value(curve: Curve, n: tuple[int, int], m: tuple[int, int], horizon: float, pause: float) -> float:
+    """Seconds of its own progress a job gains (or loses, < 0) over the horizon by going from placement n to m
+    ((workers, nodes)) with a pause: work at m minus work at n, divided by its speed at n.
 
     In the job's own time because the objective is completion time: a pause delays a 48-worker job by the same 30 s
     as a 1-worker job. Counted in 1-worker throughputs instead, the big job's pause weighed 48 times as much, and a
     just-admitted job stayed at one worker beside a big job's useless last workers (on the Pollux workloads at half
     load, jobs asking for 16 GPUs ran on one for most of their life)."""
-    base = curve.at(n) or curve.at(1) or 1.0
-    return (curve.at(m) * max(0.0, horizon - pause) - curve.at(n) * horizon) / base
+    base = curve.at(*n) or curve.at(1) or 1.0
+    return (curve.at(*m) * max(0.0, horizon - pause) - curve.at(*n) * horizon) / base
 
 
 def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], settings: Settings) -> list[Donor]:
@@ -75,12 +81,26 @@ def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], 
         if not c.limit:
             c.limit = c.job.max_workers
 
+    # The ladder and the heap rank by what a worker is worth on the nodes a job already uses; once a move's slot
+    # is known, it must still beat the donor's loss with the nodes it really spans (`exact`).
     def gain(c: Candidate) -> float:
         assert c.curve is not None
-        return -float(c.planned) if fair else c.curve.marginal_gain(c.planned) * service_weight(c.job, settings)
+        if fair:
+            return -float(c.planned)
+        k = c.spans
+        return c.curve.marginal_gain(c.planned, k, k) * service_weight(c.job, settings)
 
     def loss(d: Donor) -> float:
-        return -float(d.planned) if fair else d.curve.marginal_gain(d.planned - 1) * service_weight(d.job, settings)
+        if fair:
+            return -float(d.planned)
+        k = len(d.by_node)
+        return d.curve.marginal_gain(d.planned - 1, k, k) * service_weight(d.job, settings)
+
+    def exact(c: Candidate, d: Donor, slot: Worker) -> bool:
+        if fair:
+            return True
+        g = c.gain_at(slot.node) * service_weight(c.job, settings)
+        return beats(g, d.loss_of(slot) * service_weight(d.job, settings))
 
     def beats(g: float, lost: float) -> bool:
         if fair:  # g = -recipient size, lost = -donor size: move while the donor has 2 or more workers more
@@ -101,6 +121,8 @@ def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], 
         if not beats(g, ladder[0][0]):
             break  # the best recipient cannot beat the cheapest donor: nobody can
         eligible = cluster.shape(c.job).node_set
+        if c.packed_only(settings):
+            eligible = eligible & frozenset(c.nodes)
         mine = set(c.nodes) | set(c.added)
         need = tuple((r, v) for r, v in c.job.per_worker.items() if v > 0)
         move: tuple[int, Donor, Worker] | None = None
@@ -115,10 +137,11 @@ def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], 
             if no_slot.get(tried) == cluster.changes:
                 continue  # this donor had no room for this shape, and nothing has moved since
             slot = _slot(cluster, eligible - c.exclude if c.exclude else eligible, mine, need, d)
-            if slot is not None:
+            if slot is not None and exact(c, d, slot):
                 move = (pos, d, slot)
                 break
-            no_slot[tried] = cluster.changes
+            if slot is None:
+                no_slot[tried] = cluster.changes
             misses += 1
         if move is None:
             continue  # no donor for it now, and donors only get dearer
@@ -143,9 +166,11 @@ def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], 
         if len(c.added) > start[id(c)]:
             assert c.curve is not None
             pause = 0.0 if c.fresh else expected_pause(c.job, settings)
-            total += _value(c.curve, c.size, c.planned, cooldown(c.job, settings), pause)
+            before, after = (c.size, spans(c.nodes)), (c.planned, c.spans)
+            total += _value(c.curve, before, after, cooldown(c.job, settings), pause)
     for d in moved:
-        total += _value(d.curve, d.job.size, d.planned, cooldown(d.job, settings), expected_pause(d.job, settings))
+        before, after = (d.job.size, d.job.spans), (d.planned, len(d.by_node))
+        total += _value(d.curve, before, after, cooldown(d.job, settings), expected_pause(d.job, settings))
     if total > 0:
         return moved
     for c in recipients:  # not worth its pauses: undo every move

@@ -6,7 +6,7 @@ as the `now` passed to `plan()` (the operator uses the epoch; the simulator its 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
@@ -58,6 +58,11 @@ class Phase(StrEnum):
     OTHER = "other"  # suspended, finished, failed: never planned, but its workers still hold capacity
 
 
+def spans(nodes: Iterable[str]) -> int:
+    """The number of distinct nodes in `nodes` (one entry per worker)."""
+    return len(set(nodes))
+
+
 @dataclass(frozen=True)
 class Worker:
     """One worker pod of a job: its stable slot index and the node it is (or will be) on."""
@@ -83,7 +88,10 @@ class Job:
     cooldown_s: float | None = None  # None: Settings.cooldown_s
     may_shrink: bool = True
     may_requeue: bool = True
-    throughput: Mapping[int, float] = field(default_factory=dict)  # measured samples/s by worker count
+    # measured samples/s by placement: (workers, nodes they spanned). Keyed by placement, not by worker count alone,
+    # because spreading a job over more nodes can cost more than its extra workers give (YOLOv3 in the Pollux
+    # traces: 87 samples/s on 4 GPUs of one node, 44 on 2 + 2); see `throughput.Curve`
+    throughput: Mapping[tuple[int, int], float] = field(default_factory=dict)
     queued_since: float | None = None  # when it (re-)entered the queue; None: `created`
     busy: bool = False  # a start or rescale is still in progress: its capacity counts, the policy leaves it alone
     attained_s: float = 0.0  # worker-seconds of service so far (every run, pauses included): least attained first
@@ -93,6 +101,11 @@ class Job:
     @property
     def size(self) -> int:
         return len(self.workers)
+
+    @property
+    def spans(self) -> int:
+        """How many nodes its workers are on now (the second half of its throughput keys)."""
+        return spans(w.node for w in self.workers)
 
     @property
     def waiting_since(self) -> float:

@@ -1,12 +1,33 @@
-"""Expected throughput of a job at a worker count, from its reports or a concave default.
+"""Expected throughput of a job by placement (workers, nodes they span), from its reports or a concave default.
 
-Measured points (samples/s by worker count) are used as they are and interpolated linearly between; outside them the
-curve follows Amdahl's law, `s(n) = n / (1 + a (n - 1))`, with `a` fitted to the two nearest measurements (or
-`Settings.default_serial_fraction` when fewer than two exist). Without any measurement the unit is "1-worker
-throughputs", which is all that comparisons within one job need.
+Measurements are keyed by placement because spreading a job over more nodes can cost more than the extra workers
+give: in the Pollux traces YOLOv3 at batch 64 runs at 87 samples/s on 4 GPUs of one node and 44 on 2 + 2. Keyed by
+worker count alone, the latest report overwrote the other ("4 workers: 44/s" after a reclaim broke its node), and
+the policy never learnt that packing pays.
+
+The estimate at (n, k): a measured point as it is; otherwise the larger of two estimates, each along worker counts
+as before placements counted (linear interpolation between points; outside them an Amdahl curve
+`s(n) = n / (1 + a (n - 1))` with `a` fitted to the two nearest points, or `Settings.default_serial_fraction` when
+fewer than two exist):
+
+- across placements: every measured worker count stands in with its value at k nodes (linear between the node
+  counts measured at that worker count, the nearest beyond them: usually a worker count has one placement, and
+  then that is its value);
+- this placement's own: only the measurements taken on exactly k nodes, when there are any.
+
+Why both, and why the larger: the first alone lets "7 workers on 4 nodes: 63/s" stand for 4 workers on one node,
+and a YOLOv3 job that had only run spread never expected much from packing (87/s) and never tried it; the second
+alone extrapolates one far-off point (an ImageNet job's "9 workers on 7 nodes" made 22 on 7 look slower than the
+21 on 6 it had, and it stopped growing). Taking the larger is optimism where the evidence is thin: a wrong
+optimistic estimate is corrected by the very next report, keyed by the placement it was made at (and rule 1 of
+`plan` sheds a spread that ran slower), while a pessimistic one is never tested. Measured in the simulator, it beat
+either alone (docs/scheduling.md). Without any measurement the unit is "1-worker throughputs" and placement is
+ignored, which is all that comparisons within one job need.
 """
 
 from __future__ import annotations
+
+from itertools import pairwise
 
 from elastic_operator.policy.snapshot import Job, Settings
 
@@ -26,60 +47,94 @@ def _fit_serial(n1: int, t1: float, n2: int, t2: float, default: float) -> float
     return min(1.0, max(0.0, (n2 - r * n1) / denominator))
 
 
+def _along(points: list[tuple[int, float]], n: int, default: float) -> float:
+    """Samples/s at n workers from measurements (sorted by worker count, all at one node count)."""
+    for m, v in points:
+        if m == n:
+            return v
+    lo, hi = points[0], points[-1]
+    if lo[0] < n < hi[0]:
+        below = max((p for p in points if p[0] < n), key=lambda p: p[0])
+        above = min((p for p in points if p[0] > n), key=lambda p: p[0])
+        frac = (n - below[0]) / (above[0] - below[0])
+        return below[1] + frac * (above[1] - below[1])
+    if n < lo[0]:
+        anchor = lo
+        serial = _fit_serial(*points[0], *points[1], default) if len(points) > 1 else default
+    else:
+        anchor = hi
+        serial = _fit_serial(*points[-2], *points[-1], default) if len(points) > 1 else default
+    return anchor[1] * amdahl(n, serial) / amdahl(anchor[0], serial)
+
+
+def _across(points: list[tuple[int, float]], k: int) -> float:
+    """Samples/s at k nodes from measurements at one worker count (sorted by node count): linear in between, the
+    nearest beyond."""
+    if k <= points[0][0]:
+        return points[0][1]
+    if k >= points[-1][0]:
+        return points[-1][1]
+    for (k0, v0), (k1, v1) in pairwise(points):
+        if k0 <= k <= k1:
+            return v0 + (k - k0) / (k1 - k0) * (v1 - v0)
+    raise AssertionError("unreachable: k lies between the ends")  # pragma: no cover
+
+
 class Curve:
-    """Expected samples/s of one job by worker count (memoised; build one per job per planning round)."""
+    """Expected samples/s of one job by (workers, nodes spanned) (memoised; build one per job per planning round)."""
 
     def __init__(self, job: Job, settings: Settings):
-        self.points = sorted((k, v) for k, v in job.throughput.items() if k > 0 and v > 0)
-        self.measured = dict(self.points)
+        self.measured: dict[tuple[int, int], float] = {
+            (n, k): v for (n, k), v in sorted(job.throughput.items()) if n > 0 and k > 0 and v > 0
+        }
+        self.by_count: dict[int, list[tuple[int, float]]] = {}  # workers -> [(nodes, samples/s)] by nodes
+        self.by_span: dict[int, list[tuple[int, float]]] = {}  # nodes -> [(workers, samples/s)] by workers
+        for (n, k), v in self.measured.items():
+            self.by_count.setdefault(n, []).append((k, v))
+            self.by_span.setdefault(k, []).append((n, v))
         self.default = settings.default_serial_fraction
-        self._memo: dict[int, float] = {}
+        self._memo: dict[tuple[int, int], float] = {}
 
-    def at(self, n: int) -> float:
+    def at(self, n: int, k: int = 1) -> float:
+        """Samples/s with n workers on k nodes (k is clamped to 1..n)."""
         if n <= 0:
             return 0.0
-        value = self._memo.get(n)
+        key = (n, min(max(1, k), n))
+        value = self._memo.get(key)
         if value is None:
-            value = self._compute(n)
-            self._memo[n] = value
+            value = self._compute(*key)
+            self._memo[key] = value
         return value
 
-    def _compute(self, n: int) -> float:
-        points, default = self.points, self.default
-        if not points:
-            return amdahl(n, default)
-        if n in self.measured:
-            return self.measured[n]
-        lo, hi = points[0], points[-1]
-        if lo[0] < n < hi[0]:
-            below = max((p for p in points if p[0] < n), key=lambda p: p[0])
-            above = min((p for p in points if p[0] > n), key=lambda p: p[0])
-            frac = (n - below[0]) / (above[0] - below[0])
-            return below[1] + frac * (above[1] - below[1])
-        if n < lo[0]:
-            anchor = lo
-            serial = _fit_serial(*points[0], *points[1], default) if len(points) > 1 else default
-        else:
-            anchor = hi
-            serial = _fit_serial(*points[-2], *points[-1], default) if len(points) > 1 else default
-        return anchor[1] * amdahl(n, serial) / amdahl(anchor[0], serial)
+    def _compute(self, n: int, k: int) -> float:
+        measured = self.measured.get((n, k))
+        if measured is not None:
+            return measured
+        if not self.by_count:
+            return amdahl(n, self.default)
+        across = _along([(m, _across(points, k)) for m, points in self.by_count.items()], n, self.default)
+        same = self.by_span.get(k)
+        return max(across, _along(same, n, self.default)) if same else across
 
-    def marginal_gain(self, n: int) -> float:
-        """What the (n+1)-th worker adds, as a fraction of the job's speed at n workers (comparable across jobs).
+    def marginal_gain(self, n: int, k: int = 1, k_next: int | None = None) -> float:
+        """What the (n+1)-th worker adds, as a fraction of the job's speed at n workers on k nodes, when it lands
+        where it leaves the job on `k_next` nodes (default: the same k). Comparable across jobs.
 
         That fraction is how much sooner the job's remaining work gets done, which is what average completion time
         is made of: a second worker for a 1-worker job halves its remaining time, a 49th for a 48-worker job
         shortens it by 2 % at best. Counted in 1-worker throughputs instead, both looked alike, and wide jobs kept
-        growing while just-admitted ones waited (1.34x -> 1.28x of Pollux's average JCT in the simulator)."""
-        base = self.at(max(1, n))
+        growing while just-admitted ones waited (1.34x -> 1.28x of Pollux's average JCT in the simulator). A
+        worker that takes the job onto one more node is worth what the job is expected to do there, which is
+        negative when spreading costs more than the worker gives."""
+        base = self.at(max(1, n), k)
         if base <= 0:
             return 0.0
-        return (self.at(n + 1) - self.at(n)) / base
+        return (self.at(n + 1, k if k_next is None else k_next) - self.at(n, k)) / base
 
 
-def estimate(job: Job, n: int, settings: Settings) -> float:
-    """Expected samples/s of `job` with `n` workers (0 for n <= 0)."""
-    return Curve(job, settings).at(n)
+def estimate(job: Job, n: int, settings: Settings, nodes: int = 1) -> float:
+    """Expected samples/s of `job` with `n` workers on `nodes` nodes (0 for n <= 0)."""
+    return Curve(job, settings).at(n, nodes)
 
 
 def service_weight(job: Job, settings: Settings) -> float:
@@ -105,18 +160,27 @@ def expected_pause(job: Job, settings: Settings) -> float:
 
 
 def worth_rescaling(
-    job: Job, n: int, m: int, settings: Settings, curve: Curve | None = None
+    job: Job,
+    n: int,
+    m: int,
+    settings: Settings,
+    curve: Curve | None = None,
+    k_n: int | None = None,
+    k_m: int | None = None,
 ) -> tuple[bool, dict[str, float]]:
-    """Hysteresis for a grow from n to m workers of a running job: over the cooldown horizon H, a rescale costs a
-    pause P of no progress, so it pays off only when T(m) (H - P) > T(n) H (1 + margin). H is the job's cooldown,
+    """Hysteresis for a grow from n workers on k_n nodes (default: the nodes it spans now) to m on k_m (default:
+    k_n) of a running job: over the cooldown horizon H, a rescale costs a pause P of no progress, so it pays off
+    only when T(m) (H - P) > T(n) H (1 + margin). H is the job's cooldown,
     but at least `min_payoff_horizon_s`: a job that may rescale at any time (cooldown 0) still grows when it pays.
     A job that reports its remaining work and would finish sooner at its measured speed is judged over that time
     instead: a job about to finish is not paused for a speed-up it would hardly use."""
     horizon = max(cooldown(job, settings), settings.min_payoff_horizon_s)
     pause = expected_pause(job, settings)
     curve = curve or Curve(job, settings)
-    t_n, t_m = curve.at(n), curve.at(m)
-    if job.remaining_samples is not None and n in curve.measured and t_n > 0:
+    k_n = max(1, job.spans) if k_n is None else k_n
+    k_m = k_n if k_m is None else k_m
+    t_n, t_m = curve.at(n, k_n), curve.at(m, k_m)
+    if job.remaining_samples is not None and (n, k_n) in curve.measured and t_n > 0:
         horizon = min(horizon, job.remaining_samples / t_n)
     with_rescale = t_m * max(0.0, horizon - pause)
     without = t_n * horizon * (1.0 + settings.grow_margin)
