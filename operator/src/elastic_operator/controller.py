@@ -21,6 +21,7 @@ from elastic_operator.config import OperatorSettings
 from elastic_operator.k8s.client import KubeClient
 from elastic_operator.k8s.derived import Derived, StatusDerived, valid_conditions
 from elastic_operator.k8s.facts import pod_facts
+from elastic_operator.k8s.inflight import InFlight
 from elastic_operator.k8s.jobs import JobContext, parse_job
 from elastic_operator.k8s.snapshot import Throughputs, plan_changes
 from elastic_operator.k8s.sweeps import SweepController
@@ -79,6 +80,9 @@ class Controller:
     _event_gate: asyncio.Semaphore | None = None
     _status_issues_seen: dict[Key, str] = field(default_factory=dict)
     derived: StatusDerived = field(default_factory=StatusDerived)  # per job, from its status (k8s/derived.py)
+    inflight: InFlight = field(default_factory=InFlight)  # jobs whose writes of an earlier round go on (pipelined)
+    _gate: asyncio.Semaphore | None = None  # apply_concurrency, over every round's writes in flight
+    _gate_key: tuple[asyncio.AbstractEventLoop, int] | None = None
 
     # -- queries used by the report endpoint ---------------------------------------------------------------------
 
@@ -121,7 +125,10 @@ class Controller:
     def managed(self, key: Key) -> bool:
         return not self.settings.namespaces or key[0] in self.settings.namespaces
 
-    async def run_round(self) -> None:
+    async def run_round(self, *, pipelined: bool = False) -> None:
+        """One round. `pipelined` (the planner loop): return once every job's pods are created and deleted; the
+        status writes that follow go on while the next round plans (k8s/inflight.py). Otherwise (tests, tools)
+        return when every write of the round is done."""
         now = self.clock()
         if self.sweeps is None:
             self.sweeps = SweepController(self.client, self.view, list(self.settings.namespaces))
@@ -139,6 +146,7 @@ class Controller:
             obj, rolled_back = self.written.fresh(key, watched)
             if rolled_back:
                 self._rolled_back.add(key)
+            obj = self.inflight.planned(key, obj)  # a status still being written is the one to plan with
             ctx = parse_job(obj)
             if ctx.errors:
                 try:
@@ -164,7 +172,7 @@ class Controller:
         # Jobs are independent once planned (capacity a job gives up is counted as used until its pods are gone),
         # so their writes overlap: a round with hundreds of admissions waits for the API server's throughput, not
         # for the sum of its round trips (bench/scale).
-        gate = asyncio.Semaphore(self.settings.apply_concurrency)
+        gate = self._apply_gate()
         self._informational_budget = self.settings.informational_writes_per_round
         self._queue_interval_s = max(
             self.settings.queue_status_interval_s, len(queue_info) / self.settings.queue_status_writes_per_s
@@ -173,25 +181,46 @@ class Controller:
         budget_ends = time.perf_counter() + self.settings.apply_budget_s
         deferred = 0
 
-        async def reconcile(key: Key, ctx: JobContext) -> None:
+        async def reconcile(key: Key, ctx: JobContext, placed: asyncio.Event) -> None:
             nonlocal deferred
-            async with gate:
-                change = changes.get(key)
-                if change is not None and change.change.action in STARTS and time.perf_counter() > budget_ends:
-                    deferred += 1  # planned again next round, from fresher facts
-                    return
-                try:
+            try:
+                async with gate:
+                    change = changes.get(key)
+                    if change is not None and change.change.action in STARTS and time.perf_counter() > budget_ends:
+                        deferred += 1  # planned again next round, from fresher facts
+                        return
                     await self._reconcile(
-                        key, ctx, derived[key], pods_by_job.get(key, []), changes.get(key), queue_info.get(key), now
+                        key,
+                        ctx,
+                        derived[key],
+                        pods_by_job.get(key, []),
+                        changes.get(key),
+                        queue_info.get(key),
+                        now,
+                        placed,
                     )
-                except ApiException as exc:
-                    self.metrics.apply_errors.labels("api").inc()
-                    log.warning("reconciling %s/%s failed: %s %s", *key, exc.status, exc.reason)
-                except Exception:  # a bug triggered by one job's data must not stop every other job
-                    self.metrics.apply_errors.labels("job").inc()
-                    log.exception("reconciling %s/%s failed; retrying next round", *key)
+            except ApiException as exc:
+                self.metrics.apply_errors.labels("api").inc()
+                log.warning("reconciling %s/%s failed: %s %s", *key, exc.status, exc.reason)
+            except Exception:  # a bug triggered by one job's data must not stop every other job
+                self.metrics.apply_errors.labels("job").inc()
+                log.exception("reconciling %s/%s failed; retrying next round", *key)
+            finally:
+                placed.set()
 
-        await asyncio.gather(*(reconcile(key, ctx) for key, ctx in contexts.items()))
+        placed_all: list[asyncio.Event] = []
+        busy = 0
+        for key, ctx in contexts.items():
+            if self.inflight.busy(key):
+                busy += 1  # its writes from an earlier round go on; this round leaves it alone
+                continue
+            placed = asyncio.Event()
+            self.inflight.start(key, asyncio.create_task(reconcile(key, ctx, placed), name=f"elastic-job {key[1]}"))
+            placed_all.append(placed)
+        if pipelined:
+            await asyncio.gather(*(p.wait() for p in placed_all))
+        else:
+            await self.inflight.settle()
         self._post_events_later()
         if deferred:
             self.view.changed.set()  # the next round follows at once (after the debounce), not at the interval
@@ -200,8 +229,10 @@ class Controller:
             for ch in changes.values():
                 actions[ch.change.action] = actions.get(ch.change.action, 0) + 1
             log.debug(
-                "round: %d jobs, changes %s (%d left to the next round), plan %.3fs, round %.3fs; queue head: %s",
+                "round: %d jobs (%d with writes in flight), changes %s (%d left to the next round), plan %.3fs, "
+                "round %.3fs; queue head: %s",
                 len(contexts),
+                busy,
                 actions,
                 deferred,
                 planned - started,
@@ -218,7 +249,10 @@ class Controller:
         change: Any,
         queue: JSON | None,
         now: float,
+        placed: asyncio.Event | None = None,
     ) -> None:
+        """`placed` is set once the job's pods are created and deleted and the status to write is known (the
+        next round may plan then, k8s/inflight.py)."""
         ns, name = key
         obj = ctx.obj
         status = _object(obj.get("status"))
@@ -272,11 +306,17 @@ class Controller:
         ):
             if step.runtime.phase == "Queued":
                 self._queue_written[key] = now
-            stored = await self.client.patch_status("TrainingJob", ns, name, {"status": patch})
-            self.written.remember(key, stored)
-            # Into the view at once: the next round must not see this job's new pods (another watch stream) with
-            # its old status, which would make them strays of a job that placed nothing.
-            self.view.observe("TrainingJob", "MODIFIED", stored)
+            self.inflight.intend(key, obj, patch)
+            if placed is not None:
+                placed.set()
+            try:
+                stored = await self.client.patch_status("TrainingJob", ns, name, {"status": patch})
+                self.written.remember(key, stored)
+                # Into the view at once: the next round must not see this job's new pods (another watch stream)
+                # with its old status, which would make them strays of a job that placed nothing.
+                self.view.observe("TrainingJob", "MODIFIED", stored)
+            finally:
+                self.inflight.landed(key)
         if step.events:
             self._events_due.append((job, step))
         if step.runtime.phase in TERMINAL:
@@ -373,7 +413,7 @@ class Controller:
             events = events[:room]
         if not events:
             return
-        if self._event_gate is None:
+        if self._event_gate is None or not self._event_tasks:  # none in flight: safe to renew (a new event loop)
             self._event_gate = asyncio.Semaphore(EVENT_CONCURRENCY)
         gate = self._event_gate
         self._event_backlog += len(events)
@@ -401,12 +441,28 @@ class Controller:
             await asyncio.gather(*list(self._event_tasks), return_exceptions=True)
 
     async def close(self, timeout_s: float = 5.0) -> None:
-        """Post what is pending for up to timeout_s, then give up on the rest (the operator is stopping)."""
+        """Finish the writes in flight and post what is pending for up to timeout_s, then give up on the rest (the
+        operator is stopping; a restarted one continues from what the API server holds)."""
+
+        async def finish() -> None:
+            await self.inflight.settle()
+            self._post_events_later()
+            await self.drain_events()
+
         try:
-            await asyncio.wait_for(self.drain_events(), timeout_s)
+            await asyncio.wait_for(finish(), timeout_s)
         except TimeoutError:
-            for task in list(self._event_tasks):
+            for task in [*self.inflight.tasks(), *self._event_tasks]:
                 task.cancel()
+
+    def _apply_gate(self) -> asyncio.Semaphore:
+        """One semaphore over every round's writes in flight: a pipelined round's admissions and the previous
+        round's status writes share apply_concurrency. (A new one for a new event loop or size: tests run rounds
+        in separate loops.)"""
+        key = (asyncio.get_running_loop(), self.settings.apply_concurrency)
+        if self._gate is None or self._gate_key != key:
+            self._gate, self._gate_key = asyncio.Semaphore(self.settings.apply_concurrency), key
+        return self._gate
 
     async def _event(self, job: render.JobRef, type_: str, reason: str, message: str) -> None:
         now = self.clock()

@@ -116,7 +116,7 @@ async def _planner(ctx: OperatorContext, controller: Controller) -> None:
         ctx.view.changed.clear()
         try:
             with ctx.metrics.round_duration.time():
-                await controller.run_round()
+                await controller.run_round(pipelined=True)
         except asyncio.CancelledError:
             raise
         except Exception:
