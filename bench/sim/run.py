@@ -152,8 +152,8 @@ def build_report(
             summary[policy] = {
                 "workloads_at_least_1_5x_static": f"{sum(x >= 1.5 for x in xs)}/{len(xs)}",
                 "workloads_within_1_2x_pollux": f"{sum(p <= 1.2 for p in ps)}/{len(ps)}",
-                "geomean_x_static": round(_geomean(xs), 2),
-                "geomean_over_pollux": round(_geomean(ps), 2),
+                "geomean_x_static": round(_geomean(xs), 3),
+                "geomean_over_pollux": round(_geomean(ps), 3),
             }
     return {
         "attribution": ATTRIBUTION,
