@@ -15,8 +15,8 @@ fewer than two exist):
   then that is its value);
 - this placement's own: only the measurements taken on exactly k nodes, when there are any.
 
-Why both, and why the larger: the first alone lets "7 workers on 4 nodes: 63/s" stand for 4 workers on one node,
-and a YOLOv3 job that had only run spread never expected much from packing (87/s) and never tried it; the second
+Why both, and why the larger: the first alone lets "7 workers on 4 nodes: 63/s" drag down what 4 workers on one
+node promise (45/s expected, 87 real), and a YOLOv3 job that had only run spread never tried packing; the second
 alone extrapolates one far-off point (an ImageNet job's "9 workers on 7 nodes" made 22 on 7 look slower than the
 21 on 6 it had, and it stopped growing). Taking the larger is optimism where the evidence is thin: a wrong
 optimistic estimate is corrected by the very next report, keyed by the placement it was made at (and rule 1 of
@@ -48,7 +48,8 @@ def _fit_serial(n1: int, t1: float, n2: int, t2: float, default: float) -> float
 
 
 def _along(points: list[tuple[int, float]], n: int, default: float) -> float:
-    """Samples/s at n workers from measurements (sorted by worker count, all at one node count)."""
+    """Samples/s at n workers from (workers, samples/s) points sorted by worker count: the value at a point,
+    linear between points, Amdahl beyond them."""
     for m, v in points:
         if m == n:
             return v
