@@ -7,14 +7,27 @@ then replays `--draws` pairs of sweeps on those curves: random search of `trials
 successive halving with the rule of Optuna's SuccessiveHalvingPruner (a trial reaching a rung continues if its
 value is among the best 1/reductionFactor recorded there so far; while fewer than reductionFactor values are
 recorded, only if it is the best), `parallelism` trials at a time, up to 4x the trials, until its best completed
-trial is at least random search's best. Trials are drawn with replacement from the pool, the same sequence for both
-arms (as random + asha in the benchmark), so a small pool makes it optimistic.
+trial is at least random search's best. Each draw is a sequence of distinct configurations from the pool (with
+replacement only if the pool has fewer than 4x the trials, which makes it optimistic), the same sequence for both
+arms (as random + asha in the benchmark).
+
+Each objective also gets an "oracle" row: the same curves with every epoch's value replaced by the final one, i.e.
+an objective whose first rung ranks configurations exactly as their end does. It bounds what any less noisy
+objective could give with these ASHA settings, trials and parallelism: what is left is the cost of the schedule
+itself (the first trials promoted while their rungs hold few values, a full trial taking maxResource rounds of a
+slot). `--asha MIN:RF ...` replays other ASHA settings (minResource:reductionFactor) next to the example's.
+
+`--models K` trains each configuration K times (the example's --seed, seed+1, ...: another data split,
+initialisation and sample order each) and averages each objective's curves over the K models:
+repeated holdout, the objective with less noise that K models per trial would buy, at K times the compute of a
+trial (for both arms, so the ratios stay comparable). The example trains one model per trial.
 
 This is not the benchmark (no `decide()`, no Optuna): it is cheap enough to compare objectives (including
 best_val_loss, the running minimum of val_loss, which the example does not report) and spaces before choosing
 one; the benchmark then measures the choice on other seeds.
 
-    python -m bench.sweep.explore [--example PATH] [--configs 150] [--draws 400] [--seed 1]
+    python -m bench.sweep.explore [--example PATH] [--configs 150] [--draws 400] [--seed 1] [--trials 24]
+        [--asha 1:3 1:4 ...] [--models 1]
 """
 
 from __future__ import annotations
@@ -105,11 +118,12 @@ def bootstrap(
     pool: Sequence[Curve], *, trials: int, rungs: Sequence[int], reduction_factor: int, parallelism: int,
     draws: int, seed: int,
 ) -> dict[str, float]:  # fmt: skip
-    """Median ratio (ASHA's epochs / random's; not reached = inf), and the shares of draws reached and within 1/3."""
+    """Median ratio (ASHA's epochs / random's; not reached = inf), and the shares of draws reached and within 1/3.
+    A draw is 4x `trials` distinct curves of the pool (with replacement if the pool is smaller than that)."""
     rng = random.Random(seed)
     ratios: list[float] = []
     for _ in range(draws):
-        seq = [rng.choice(pool) for _ in range(4 * trials)]
+        seq = draw(pool, 4 * trials, rng)
         target = max(c[-1] for c in seq[:trials])
         spent, best = asha_compute(seq, target, rungs, reduction_factor, parallelism)
         ratios.append(spent / sum(len(c) for c in seq[:trials]) if best >= target else math.inf)
@@ -118,6 +132,32 @@ def bootstrap(
         "reached": sum(1 for r in ratios if math.isfinite(r)) / draws,
         "within_third": sum(1 for r in ratios if r <= 1 / 3) / draws,
     }
+
+
+def draw(pool: Sequence[Curve], n: int, rng: random.Random) -> list[Curve]:
+    """`n` curves of `pool` in random order, distinct when the pool has at least `n` (as a sampler's trials are)."""
+    if len(pool) >= n:
+        return rng.sample(list(pool), n)
+    return [rng.choice(pool) for _ in range(n)]
+
+
+def mean_curve(curves: Sequence[Curve]) -> Curve:
+    """The epoch-wise mean of one configuration's curves (one per model)."""
+    return [sum(vs) / len(vs) for vs in zip(*curves, strict=True)]
+
+
+def oracle(pool: Sequence[Curve]) -> list[Curve]:
+    """Every curve flat at its final value: an objective whose every rung ranks as the end does."""
+    return [[c[-1]] * len(c) for c in pool]
+
+
+def rungs_of(min_resource: int, reduction_factor: int, max_resource: int) -> list[int]:
+    """ASHA's rungs below a full trial (Optuna's SuccessiveHalvingPruner, minEarlyStoppingRate 0)."""
+    out, r = [], min_resource
+    while r < max_resource:
+        out.append(r)
+        r *= reduction_factor
+    return out
 
 
 def _ranks(xs: Sequence[float]) -> list[float]:
@@ -145,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=24)
     p.add_argument("--parallelism", type=int, help="trials at a time (default: the example's)")
     p.add_argument("--seed", type=int, default=1, help="of the configurations (the benchmark's seeds are others)")
+    p.add_argument("--models", type=int, default=1, help="models per configuration, objective averaged (see above)")
+    p.add_argument("--asha", nargs="*", default=[], metavar="MIN:RF", help="more ASHA settings to replay")
     args = p.parse_args(argv)
     example = load_example(args.example)
     if args.parallelism is None:
@@ -154,29 +196,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     assert sweep is not None and not issues, issues
     asha = example["spec"]["earlyStopping"]["asha"]
-    rf, r, rungs = int(asha["reductionFactor"]), int(asha["minResource"]), []
-    while r < int(asha["maxResource"]):
-        rungs.append(r)
-        r *= rf
+    full = int(asha["maxResource"])
+    settings = [(int(asha["minResource"]), int(asha["reductionFactor"]))]
+    settings += [(int(m), int(f)) for m, f in (a.split(":") for a in args.asha) if (int(m), int(f)) not in settings]
     rng, curves = random.Random(args.seed), Curves()
-    runs = []
+    runs: list[list[list[Metrics]]] = []  # configuration -> model -> epoch -> metrics
     for _ in range(args.configs):
         targs = trial_args(sweep, sample(example["spec"]["parameters"], rng))
-        runs.append([curves.metrics(targs, e) for e in range(1, targs.epochs + 1)])
+        models = [argparse.Namespace(**{**vars(targs), "seed": targs.seed + k}) for k in range(args.models)]
+        runs.append([[curves.metrics(m, e) for e in range(1, m.epochs + 1)] for m in models])
     print(
-        f"{args.example}: {args.configs} configurations, rungs {rungs}, {args.parallelism} at a time, "
-        f"{args.draws} draws"
+        f"{args.example}: {args.configs} configurations, random search of {args.trials} trials, "
+        f"{args.parallelism} at a time, {args.draws} draws"
     )
-    heads = " | ".join(f"rank corr. epoch {r}" for r in rungs)
-    print(f"| objective | median ratio | reached | within 1/3 | {heads} |\n|---|---:|---:|---:|{'---:|' * len(rungs)}")
+    print("| objective | rungs | median ratio | reached | within 1/3 | rank corr. at the rungs |")
+    print("|---|---|---:|---:|---:|---|")
     for name, objective in OBJECTIVES.items():
-        pool = [objective(ms) for ms in runs]
-        s = bootstrap(
-            pool, trials=args.trials, rungs=rungs, reduction_factor=rf, parallelism=args.parallelism,
-            draws=args.draws, seed=0,
-        )  # fmt: skip
-        corr = " | ".join(f"{rank_correlation(pool, r):.2f}" for r in rungs)
-        print(f"| {name} | {s['median_ratio']:.3f} | {s['reached']:.2f} | {s['within_third']:.2f} | {corr} |")
+        real = [mean_curve([objective(ms) for ms in models]) for models in runs]
+        for label, pool in ((name, real), (f"{name} (oracle)", oracle(real))):
+            for min_resource, rf in settings:
+                rungs = rungs_of(min_resource, rf, full)
+                s = bootstrap(
+                    pool, trials=args.trials, rungs=rungs, reduction_factor=rf, parallelism=args.parallelism,
+                    draws=args.draws, seed=0,
+                )  # fmt: skip
+                corr = ", ".join(f"{rank_correlation(pool, r):.2f}" for r in rungs) if pool is real else "1"
+                print(
+                    f"| {label} | {', '.join(map(str, rungs))} | {s['median_ratio']:.3f} | {s['reached']:.2f} | "
+                    f"{s['within_third']:.2f} | {corr} |",
+                    flush=True,
+                )
     return 0
 
 

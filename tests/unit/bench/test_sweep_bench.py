@@ -4,12 +4,22 @@ that each arm is examples/sweep-digits.yaml with only the arm's knobs changed, i
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import pytest
 
 from bench.sweep.driver import load_example, sweep_manifest, trial_args
-from bench.sweep.explore import asha_compute, promotable, rank_correlation
+from bench.sweep.explore import (
+    asha_compute,
+    bootstrap,
+    draw,
+    mean_curve,
+    oracle,
+    promotable,
+    rank_correlation,
+    rungs_of,
+)
 from bench.sweep.run import best_within, reached, summarise
 from elastic_operator.api.validation import validate_tuningsweep
 
@@ -106,3 +116,32 @@ def test_rank_correlation_looks_at_the_best_third_only() -> None:
     flipped = [[0.3 - 0.1 * i, 0.5 + 0.1 * i] for i in range(3)]
     assert rank_correlation(kept + rest, 1) == pytest.approx(1.0)
     assert rank_correlation(flipped + rest, 1) == pytest.approx(-1.0)
+
+
+def test_explore_rungs_are_optunas_below_a_full_trial() -> None:
+    assert rungs_of(1, 3, 27) == [1, 3, 9]
+    assert rungs_of(1, 4, 27) == [1, 4, 16]
+    assert rungs_of(3, 3, 27) == [3, 9]
+
+
+def test_explore_draws_distinct_configurations_when_the_pool_allows() -> None:
+    pool = [[float(i)] for i in range(10)]
+    seq = draw(pool, 10, random.Random(0))
+    assert sorted(c[0] for c in seq) == list(range(10))  # a permutation: no configuration twice
+    assert len(draw(pool, 25, random.Random(0))) == 25  # a small pool: with replacement
+
+
+def test_explore_oracle_ranks_every_rung_as_the_end_and_mean_curve_averages_models() -> None:
+    assert oracle([[0.9, 0.1, 0.5], [0.2, 0.3, 0.4]]) == [[0.5] * 3, [0.4] * 3]
+    assert mean_curve([[1.0, 2.0], [3.0, 6.0]]) == [2.0, 4.0]
+
+
+def test_explore_oracle_finds_a_late_bloomer_that_the_real_curves_prune() -> None:
+    # the winner starts worst and ends best: ASHA on its real curve stops it at the first rung; the oracle keeps it
+    late = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.99]
+    early = [[0.5 + 0.01 * i] * 9 for i in range(5)]
+    pool = [*early, late]
+    real = bootstrap(pool, trials=6, rungs=[1, 3], reduction_factor=3, parallelism=1, draws=20, seed=0)
+    flat = bootstrap(oracle(pool), trials=6, rungs=[1, 3], reduction_factor=3, parallelism=1, draws=20, seed=0)
+    assert flat["reached"] == 1.0
+    assert real["reached"] < 1.0
