@@ -7,6 +7,8 @@ GPUs of one node. Keyed by worker count alone, the latest report overwrote the o
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from elastic_operator.policy import Action, Settings, plan
 from elastic_operator.policy.throughput import Curve
@@ -130,3 +132,31 @@ def test_rebalance_judges_each_move_where_it_lands() -> None:
     p = plan(snap(nodes, [donor, packs, spreads], grow=True, rescale_pause_s=5.0), NOW)
     assert p.decision("ns/packs") is not None and p.decision("ns/packs").add_nodes == ("n1",)  # type: ignore[union-attr]
     assert p.decision("ns/spreads") is None
+
+
+_PLACEMENTS = st.tuples(st.integers(1, 6), st.integers(1, 3)).filter(lambda p: p[1] <= p[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    measured=st.lists(st.dictionaries(_PLACEMENTS, st.floats(1.0, 100.0), max_size=6), min_size=2, max_size=2),
+    placed=st.lists(st.lists(st.sampled_from(["n1", "n2", "n3"]), min_size=1, max_size=4), min_size=2, max_size=2),
+    free=st.lists(st.integers(0, 3), min_size=3, max_size=3),
+    mode=st.sampled_from(["fair", "goodput"]),
+)
+def test_no_job_grows_onto_a_placement_it_expects_slower(
+    measured: list[dict[tuple[int, int], float]], placed: list[list[str]], free: list[int], mode: str
+) -> None:
+    """Two jobs with random placement-keyed measurements on three small nodes (growth and rebalance both in play):
+    every grow goes to a placement expected faster than the one the job has. (Hypothesis found a rebalance move
+    that slowed its recipient down because the donor, spanning one node less, expected to gain more.)"""
+    jobs = [
+        job(f"j{i}", max=8, running_on=on, created=i, throughput=tp)
+        for i, (tp, on) in enumerate(zip(measured, placed, strict=True))
+    ]
+    used = {n: sum(on.count(n) for on in placed) for n in ("n1", "n2", "n3")}
+    nodes = [node(n, gpus=used[n] + f) for n, f in zip(("n1", "n2", "n3"), free, strict=True)]
+    s = snap(nodes, jobs, grow=True, grow_mode=mode, rescale_pause_s=5.0)
+    for d in plan(s, NOW).changes:
+        if d.action is Action.GROW:
+            assert float(d.inputs["expected_after"]) > float(d.inputs["expected_before"]), d

@@ -218,6 +218,15 @@ def test_higher_priority_is_never_reclaimed_for_lower(s: Snapshot) -> None:
             assert p.decision(beneficiary.key).action in (Action.ADMIT, Action.GROW)  # type: ignore[union-attr]
 
 
+@given(snapshots())
+def test_no_grow_leads_to_a_placement_expected_slower(s: Snapshot) -> None:
+    """Growth and rebalance judge a worker where it lands: a job is never grown onto a placement (workers, nodes)
+    its measurements or estimates say is slower than the one it has (repairs below the minimum aside)."""
+    for d in plan(s, NOW).changes:
+        if d.action is Action.GROW and "expected_after" in d.inputs:
+            assert float(d.inputs["expected_after"]) > float(d.inputs["expected_before"]), d
+
+
 @given(snapshots(), st.randoms(use_true_random=False))
 def test_deterministic_and_order_independent(s: Snapshot, rnd: random.Random) -> None:
     first = plan(s, NOW)

@@ -97,10 +97,14 @@ def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], 
         return d.curve.marginal_gain(d.planned - 1, k, k) * service_weight(d.job, settings)
 
     def exact(c: Candidate, d: Donor, slot: Worker) -> bool:
+        # The recipient itself must gain where the worker lands: a donor that would be faster without the worker
+        # (it spans one node less) sheds it by rule 1 once measured, it does not push it onto a job it slows down.
+        raw = c.gain_at(slot.node)
         if fair:
-            return True
-        g = c.gain_at(slot.node) * service_weight(c.job, settings)
-        return beats(g, d.loss_of(slot) * service_weight(d.job, settings))
+            return raw > 0
+        if raw < settings.min_marginal_gain:
+            return False
+        return beats(raw * service_weight(c.job, settings), d.loss_of(slot) * service_weight(d.job, settings))
 
     def beats(g: float, lost: float) -> bool:
         if fair:  # g = -recipient size, lost = -donor size: move while the donor has 2 or more workers more
