@@ -69,12 +69,12 @@ class ClusterView:
     sweeps: dict[Key, JSON] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     revision: int = 0
-    node_revision: int = 0  # moves with every meaningful node change (what a job's reconcile reads of nodes)
+    node_set_revision: int = 0  # moves when a node comes or goes (what a job's reconcile reads of the nodes)
 
-    def _touch(self, kind: str = "") -> None:
+    def _touch(self, kind: str = "", *, came_or_went: bool = False) -> None:
         self.revision += 1
-        if kind == "Node":
-            self.node_revision += 1
+        if kind == "Node" and came_or_went:
+            self.node_set_revision += 1
         self.changed.set()
 
     def observe(self, kind: str, event_type: str | None, obj: JSON) -> None:
@@ -99,14 +99,14 @@ class ClusterView:
             raise ValueError(f"unexpected kind {kind}")
         if event_type == "DELETED":
             if store.pop(key, None) is not None:
-                self._touch(kind)
+                self._touch(kind, came_or_went=True)
             return
         previous = store.get(key)
         if previous is not None and _older(obj, previous):
             return  # the controller already folded in its own newer write (see Controller._reconcile)
         store[key] = obj
         if previous is None or _meaningful_change(kind, previous, obj):
-            self._touch(kind)
+            self._touch(kind, came_or_went=previous is None)
 
     def replace(self, kind: str, items: list[JSON], namespace: str | None = None) -> None:
         """Fold a complete listing in: every item as seen now, and whatever the view held in that scope (one
@@ -119,7 +119,7 @@ class ClusterView:
         for key in [k for k in store if k not in listed]:
             if namespace is None or (isinstance(key, tuple) and key[0] == namespace):
                 del store[key]
-                self._touch(kind)
+                self._touch(kind, came_or_went=True)
 
     def _store(self, kind: str) -> dict[Any, JSON]:
         stores: dict[str, dict[Any, JSON]] = {
