@@ -29,7 +29,7 @@ from elastic_operator.k8s.sweeps import SweepController
 from elastic_operator.k8s.view import ClusterView, Key
 from elastic_operator.k8s.written import WrittenStatus
 from elastic_operator.lifecycle.directive import EXIT, WAIT, directive_for
-from elastic_operator.lifecycle.state import QUEUED, TERMINAL, JobRuntime, from_status, iso, to_status
+from elastic_operator.lifecycle.state import TERMINAL, JobRuntime, from_status, iso, to_status
 from elastic_operator.lifecycle.step import (
     Inputs,
     PodFacts,
@@ -340,10 +340,6 @@ class Controller:
             self._events_due.append((job, step))
         if step.runtime.phase in TERMINAL:
             await self._ttl(job, obj, step.runtime.completion_time, now)
-        if step.runtime.phase == QUEUED:
-            if placed is not None:
-                placed.set()  # nothing of this is capacity: the next round need not wait for it
-            await self._prepare(job)
         return settled
 
     def _inputs(self, key: Key, ctx: JobContext, pods: list[JSON]) -> Any:
@@ -405,28 +401,6 @@ class Controller:
         if facts.node and facts.node not in self.view.nodes and facts.phase in ("Pending", "Running", "Unknown"):
             return replace(facts, phase="Failed", disrupted=True)
         return facts
-
-    async def _prepare(self, job: render.JobRef) -> None:
-        """A waiting job's token Secret and NetworkPolicy, made while it waits: its admission is then all its pods
-        at once, one round trip, instead of the NetworkPolicy first and the rendezvous pod after it (bench/scale:
-        rounds that admit into freed capacity waited for that second round trip). Best effort: the admission makes
-        whatever is missing."""
-        infra_key = ((job.namespace, job.name), job.uid)
-        if infra_key in self._infra_done:
-            return
-        port = self.rendezvous_port(job.uid)
-        results = await asyncio.gather(
-            self.client.create(render.token_secret(job, job_token(self.token_key, job.uid))),
-            self.client.create(render.rendezvous_network_policy(job, port)),
-            return_exceptions=True,
-        )
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if not failed:
-            self._infra_done.add(infra_key)
-        elif not all(isinstance(r, ApiException) for r in failed):
-            raise failed[0]
-        else:
-            log.debug("preparing %s/%s failed; its admission makes what is missing", job.namespace, job.name)
 
     async def _apply(self, job: render.JobRef, ctx: JobContext, step: Step) -> set[str]:
         """The step's creates and deletes, as much at once as order allows: the worker pods go out with the token

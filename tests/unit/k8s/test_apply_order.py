@@ -134,29 +134,3 @@ def test_an_event_backlog_beyond_its_bound_is_dropped_and_counted(monkeypatch: p
     assert len(client.events) == 2
     dropped = ctl.metrics.registry.get_sample_value("elastic_training_apply_errors_total", {"kind": "event"})
     assert dropped is not None and dropped >= 1
-
-
-def test_a_waiting_job_is_prepared_so_that_its_admission_is_all_its_pods_at_once() -> None:
-    client = OrderRecorder()
-    client.worker_started.set()  # no Secret is held in this test
-    ctl, view = cluster(client, jobs=0)
-    small = node("n", {GPU: "1", "cpu": "32", "pods": "110"})
-    view.observe("Node", None, small)  # one GPU: the job of two waits
-    obj = waiting_job(0)
-    client.objects[obj["metadata"]["name"]] = copy.deepcopy(obj)
-    view.observe("TrainingJob", None, obj)
-    asyncio.run(ctl.run_round())
-    assert sorted(kind for ev, kind, _ in client.log if ev == "end") == ["NetworkPolicy", "Secret"]
-    assert [p["phase"] for _, p in client.status_patches] == ["Queued"]
-    client.log.clear()
-    bigger = copy.deepcopy(small)
-    bigger["status"]["allocatable"][GPU] = "2"
-    bigger["metadata"]["resourceVersion"] = "2"
-    view.observe("Node", "MODIFIED", bigger)
-    asyncio.run(ctl.run_round())
-    kinds = [kind for _, kind, _ in client.log]
-    assert set(kinds) == {"Pod"}  # nothing made twice
-    starts = [i for i, (ev, _, _) in enumerate(client.log) if ev == "start"]
-    first_end = min(i for i, (ev, _, _) in enumerate(client.log) if ev == "end")
-    assert len(starts) == 3 and max(starts) < first_end  # rendezvous and workers in one round trip
-    assert client.status_patches[-1][1]["phase"] == "Starting"
