@@ -15,14 +15,11 @@ from typing import Any
 import pytest
 
 from elastic_operator import controller as controller_module
-from elastic_operator.config import OperatorSettings
 from elastic_operator.controller import Controller
 from elastic_operator.k8s.view import ClusterView
-from elastic_operator.metrics import OperatorMetrics
-from elastic_operator.reports.server import ReportStore
-from tests.unit.fuzz.test_controller_fuzz import StandInApiServer
+from tests.unit.fuzz.test_controller_fuzz import StandInApiServer, controller
 from tests.unit.k8s.test_pod_slots import GPU, node
-from tests.unit.k8s.test_queue_news import T0, waiting_job
+from tests.unit.k8s.test_queue_news import waiting_job
 
 JSON = dict[str, Any]
 DEADLINE_S = 10.0  # generous: each wait below ends as soon as its condition holds
@@ -35,17 +32,7 @@ def cluster(client: StandInApiServer, jobs: int) -> tuple[Controller, ClusterVie
         obj = waiting_job(i)
         client.objects[obj["metadata"]["name"]] = copy.deepcopy(obj)
         view.observe("TrainingJob", None, obj)
-    ctl = Controller(
-        client=client,  # type: ignore[arg-type]
-        view=view,
-        settings=OperatorSettings(),
-        metrics=OperatorMetrics(),
-        reports=ReportStore(),
-        token_key=b"k",
-        report_url="http://operator:8080",
-        clock=lambda: T0,
-    )
-    return ctl, view
+    return controller(client, view), view  # default settings; its clock stands at the same instant as T0
 
 
 class OrderRecorder(StandInApiServer):

@@ -10,15 +10,12 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from elastic_operator.config import OperatorSettings
 from elastic_operator.controller import Controller
 from elastic_operator.k8s.inflight import InFlight, merge_patch
 from elastic_operator.k8s.view import ClusterView
-from elastic_operator.metrics import OperatorMetrics
-from elastic_operator.reports.server import ReportStore
-from tests.unit.fuzz.test_controller_fuzz import StandInApiServer
+from tests.unit.fuzz.test_controller_fuzz import StandInApiServer, controller
 from tests.unit.k8s.test_pod_slots import GPU, node
-from tests.unit.k8s.test_queue_news import T0, waiting_job
+from tests.unit.k8s.test_queue_news import waiting_job
 
 JSON = dict[str, Any]
 DEADLINE_S = 10.0
@@ -46,17 +43,7 @@ class HeldStatus(StandInApiServer):
 def setup(client: StandInApiServer) -> tuple[Controller, ClusterView]:
     view = ClusterView()
     view.observe("Node", None, node("n", {GPU: "2", "cpu": "32", "pods": "110"}))  # room for one job of two
-    ctl = Controller(
-        client=client,  # type: ignore[arg-type]
-        view=view,
-        settings=OperatorSettings(),
-        metrics=OperatorMetrics(),
-        reports=ReportStore(),
-        token_key=b"k",
-        report_url="http://operator:8080",
-        clock=lambda: T0,
-    )
-    return ctl, view
+    return controller(client, view), view  # default settings; its clock stands at the same instant as T0
 
 
 def submit(client: StandInApiServer, view: ClusterView, i: int) -> None:
