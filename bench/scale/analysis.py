@@ -159,3 +159,26 @@ def histogram_quantile(after: Samples, before: Samples, name: str, q: float) -> 
             return prev_le + (le - prev_le) * (rank - prev_count) / max(count - prev_count, 1e-12)
         prev_le, prev_count = le, count
     return None
+
+
+def by_label(after: Samples, before: Samples, name: str, label: str) -> dict[str, float]:
+    """Growth of a counter between two scrapes, summed by one label, largest first."""
+    out: dict[str, float] = {}
+    for (n, labels), value in after.items():
+        if n == name:
+            key = dict(labels).get(label, "")
+            out[key] = out.get(key, 0.0) + value - before.get((n, labels), 0.0)
+    return dict(sorted(((k, v) for k, v in out.items() if v), key=lambda kv: -kv[1]))
+
+
+def requests_by_call(after: Samples, before: Samples) -> dict[str, float]:
+    """The API server's own count of requests between two scrapes (every client: kwok, scheduler, the operator,
+    the bench), by verb and resource, largest first."""
+    out: dict[str, float] = {}
+    for (n, labels), value in after.items():
+        if n == "apiserver_request_total":
+            d = dict(labels)
+            resource = d.get("resource", "") + (f"/{d['subresource']}" if d.get("subresource") else "")
+            key = f"{d.get('verb', '')} {resource}"
+            out[key] = out.get(key, 0.0) + value - before.get((n, labels), 0.0)
+    return dict(sorted(((k, v) for k, v in out.items() if v), key=lambda kv: -kv[1]))

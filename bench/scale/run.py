@@ -142,6 +142,23 @@ def timelines(recorder: Recorder, workers: int) -> list[analysis.JobTimeline]:
     return out
 
 
+def write_timelines(path: Path, recorder: Recorder, workers: int, t0: float) -> None:
+    """Per job: submitted, admitted, all workers created, all Running, all finished (None where never seen)."""
+
+    def nth(times: dict[str, float]) -> float | None:
+        ordered = sorted(times.values())
+        return round(ordered[workers - 1] - t0, 3) if len(ordered) >= workers else None
+
+    def rel(t: float | None) -> float | None:
+        return None if t is None else round(t - t0, 3)
+
+    rows = {
+        name: [rel(j.submitted), rel(j.admitted), nth(j.worker_created), nth(j.worker_running), nth(j.worker_done)]
+        for name, j in sorted(recorder.snapshot().items())
+    }
+    path.write_text(json.dumps({"columns": ["submitted", "admitted", "created", "running", "finished"], "jobs": rows}))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="100 nodes, 200 jobs (development)")
@@ -154,10 +171,20 @@ def main() -> int:
     parser.add_argument("--out", default="scale", help="results file stem under bench/results")
     parser.add_argument("--keep-logs", default="", help="copy the operator log here")
     parser.add_argument(
+        "--timelines", default="", help="write each job's times here (JSON, seconds from the first submission)"
+    )
+    parser.add_argument(
         "--kwok-pod-parallelism",
         type=int,
         default=32,
         help="pod stages kwok plays at once (kwok's default 4 plays 1,000 nodes' kubelets four pods at a time)",
+    )
+    parser.add_argument(
+        "--kwok-lease-parallelism",
+        type=int,
+        default=64,
+        help="node leases kwok renews at once (1,000 nodes need 100 renewals a second; kwok's default 4 made 26 a "
+        "second on the busy API server, and nodes went NotReady while nothing was wrong with them)",
     )
     args = parser.parse_args()
     # SIGTERM (timeout, kill) unwinds like Ctrl-C: the finally blocks stop the operator and the control plane,
@@ -173,7 +200,11 @@ def main() -> int:
     loads: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         started = time.monotonic()
-        cluster = DevCluster.start(Path(tmp) / "cluster", kwok_pod_parallelism=args.kwok_pod_parallelism)
+        cluster = DevCluster.start(
+            Path(tmp) / "cluster",
+            kwok_pod_parallelism=args.kwok_pod_parallelism,
+            kwok_lease_parallelism=args.kwok_lease_parallelism,
+        )
         op: OperatorProcess | None = None
         try:
             cluster.apply_crds()
@@ -202,6 +233,7 @@ def main() -> int:
             recorder = Recorder(cluster, NAMESPACE)
             recorder.start()
             before = analysis.scrape(op.metrics())
+            server_before = analysis.scrape(session.text("/metrics"))
             per_burst = -(-args.jobs // args.bursts)
             names = [f"job-{i:05d}" for i in range(args.jobs)]
             t0 = time.monotonic()
@@ -244,6 +276,7 @@ def main() -> int:
             makespan = time.monotonic() - t0
             cpu_after = cpu_by_process(cluster, op.proc.pid)
             after = analysis.scrape(op.metrics())
+            server_after = analysis.scrape(session.text("/metrics"))
             peak_hwm_kib = memory.status_kib("VmHWM")
             memory.stop.set()
             op.stop()
@@ -256,6 +289,8 @@ def main() -> int:
             cluster.stop()
     load_end = os.getloadavg()
     lines = timelines(recorder, workers)
+    if args.timelines:
+        write_timelines(Path(args.timelines), recorder, workers, t0)
     saturated = analysis.saturation_time(lines, capacity_jobs)
     rate, rate_n = analysis.sustained_admission_rate(lines, saturated)
     lat = analysis.capacity_to_pods(lines, saturated)
@@ -319,6 +354,11 @@ def main() -> int:
         "decisions": decisions,
         "api_requests_per_decision": r(requests / decisions, 2) if decisions else None,
         "api_requests_by_call": dict(sorted(by_call.items(), key=lambda kv: -kv[1])),
+        "api_server_requests_by_call": analysis.requests_by_call(server_after, server_before),
+        "api_server_watch_events_by_kind": analysis.by_label(
+            server_after, server_before, "apiserver_watch_events_total", "resource"
+        ),
+        "nodes_left_ready_during_run": recorder.nodes_not_ready,
         "watch_events_seen_by_bench": recorder.events,
         "cpu_seconds_by_process": {
             name: round(cpu_after[name] - cpu_before[name], 1)
@@ -362,8 +402,8 @@ def markdown(res: dict[str, Any]) -> str:
         "the second half waits for capacity. Real etcd, API server, scheduler, controller-manager, kwok; operator "
         f"with planner interval {c['planner_interval_s']:g} s, debounce {c['planner_debounce_s']:g} s. Times are "
         "when the bench's own watches saw each change (bench/scale/analysis.py defines each figure). kwok plays "
-        f"{c.get('kwok_pod_parallelism', 4)} pod stages at once (its default is 4: one kwok process plays every "
-        "node's kubelet).\n\n"
+        f"{c.get('kwok_pod_parallelism', 4)} pod stages and renews {c.get('kwok_lease_parallelism', 4)} node leases "
+        "at once (its defaults are 4 and 4: one kwok process plays every node's kubelet).\n\n"
         "| figure | measured | target | met |\n|---|---|---|---|\n"
         f"| admissions/s until saturation ({res['admissions_counted']} jobs) | {res['admissions_per_s_sustained']} "
         f"| >= 20 | {ok(res['admissions_per_s_sustained'], 20, higher=True)} |\n"
@@ -404,6 +444,20 @@ def markdown(res: dict[str, Any]) -> str:
         + "API requests by call: "
         + ", ".join(f"{k} {v:.0f}" for k, v in list(res["api_requests_by_call"].items())[:8])
         + " (every request of the operator's client, its watch streams included).\n"
+        + (
+            "\nThe API server's own count, every client (kwok's kubelets and leases, the scheduler, the "
+            "controller-manager, the operator, the bench): "
+            + ", ".join(f"{k} {v:.0f}" for k, v in list(res["api_server_requests_by_call"].items())[:12])
+            + ".\n"
+            if res.get("api_server_requests_by_call")
+            else ""
+        )
+        + (
+            f"\nNodes that left Ready during the run: {res['nodes_left_ready_during_run']} (a healthy simulated "
+            "cluster has none; each takes its GPUs out of the plan until it is back).\n"
+            if "nodes_left_ready_during_run" in res
+            else ""
+        )
     )
 
 

@@ -30,6 +30,7 @@ class JobTimes:
     succeeded: float | None = None
     worker_created: dict[str, float] = field(default_factory=dict)  # pod name -> first seen
     worker_done: dict[str, float] = field(default_factory=dict)  # pod name -> first seen Succeeded/Failed
+    worker_running: dict[str, float] = field(default_factory=dict)  # pod name -> first seen Running
     phase: str = ""
 
 
@@ -48,6 +49,11 @@ class Session:
     def post(self, path: str, body: JSON) -> int:
         return self.http.post(self.base + path, json=body, timeout=60).status_code
 
+    def text(self, path: str) -> str:
+        resp = self.http.get(self.base + path, timeout=60)
+        resp.raise_for_status()
+        return resp.text
+
     def get(self, path: str, **params: str) -> JSON:
         resp = self.http.get(self.base + path, params=params, timeout=60)
         resp.raise_for_status()
@@ -56,7 +62,9 @@ class Session:
 
 
 class Recorder:
-    """Watches pods and TrainingJobs of one namespace in two threads; `jobs` holds what was seen, by job name."""
+    """Watches pods and TrainingJobs of one namespace, and the nodes, in three threads; `jobs` holds what was seen,
+    by job name; `nodes_not_ready` counts nodes leaving Ready (the simulated kubelets must stay healthy: a node
+    going NotReady takes its GPUs out of the plan, and the bench would measure the cluster, not the operator)."""
 
     def __init__(self, cluster: DevCluster, namespace: str) -> None:
         self.cluster = cluster
@@ -65,18 +73,21 @@ class Recorder:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.events = 0
+        self.nodes_not_ready = 0
+        self._node_ready: dict[str, bool] = {}
         self._threads = [
+            threading.Thread(target=self._watch, args=("/api/v1/nodes", self._node), daemon=True),
             threading.Thread(target=self._watch, args=(f"/api/v1/namespaces/{namespace}/pods", self._pod), daemon=True),
             threading.Thread(
                 target=self._watch, args=(f"{GROUP_PATH}/namespaces/{namespace}/trainingjobs", self._job), daemon=True
             ),
         ]
-        self._ready = threading.Barrier(3)
+        self._ready = threading.Barrier(len(self._threads) + 1)
 
     def start(self) -> None:
         for t in self._threads:
             t.start()
-        self._ready.wait(timeout=60)  # both watches are open: nothing the bench submits later can be missed
+        self._ready.wait(timeout=60)  # every watch is open: nothing the bench submits later can be missed
 
     def job(self, name: str) -> JobTimes:
         with self.lock:
@@ -130,8 +141,18 @@ class Recorder:
         times = self.jobs.setdefault(job, JobTimes())
         name = pod["metadata"]["name"]
         times.worker_created.setdefault(name, now)
+        if (pod.get("status") or {}).get("phase") == "Running":
+            times.worker_running.setdefault(name, now)
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") or kind == "DELETED":
             times.worker_done.setdefault(name, now)
+
+    def _node(self, kind: str, node: JSON, now: float) -> None:
+        name = node.get("metadata", {}).get("name", "")
+        conditions = (node.get("status") or {}).get("conditions") or []
+        ready = kind != "DELETED" and any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        if self._node_ready.get(name, True) and not ready:
+            self.nodes_not_ready += 1
+        self._node_ready[name] = ready
 
     def _job(self, kind: str, job: JSON, now: float) -> None:
         times = self.jobs.setdefault(job["metadata"]["name"], JobTimes())

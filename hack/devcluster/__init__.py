@@ -215,12 +215,18 @@ class DevCluster:
         *,
         timeout: float = 120.0,
         kwok_pod_parallelism: int | None = None,
+        kwok_lease_parallelism: int | None = None,
     ) -> DevCluster:
         """kwok_pod_parallelism: how many pod stages kwok plays at once (its default is 4). One kwok process plays
         the kubelets of every fake node, so at 1,000 nodes four at a time leaves pods Pending for minutes where
         1,000 real kubelets would start them in parallel: bench/scale raises it. Tests keep the default: with 32,
         kwok no longer finished deleting pods left Terminating on a node that was removed and came back
-        (tests/integration/test_controller.py, a node's return)."""
+        (tests/integration/test_controller.py, a node's return).
+
+        kwok_lease_parallelism: how many node leases kwok renews at once (its default is 4). Each node's lease is
+        renewed every 10 s (a 40 s lease), so 1,000 nodes need 100 renewals a second; four at a time on a busy API
+        server made 26 a second in bench/scale, leases lapsed past the node controller's grace period and nodes
+        went NotReady by the hundred while their kubelets (kwok) were fine."""
         bins = binaries()
         directory = directory.resolve()
         if (directory / "state.json").exists():
@@ -302,7 +308,7 @@ class DevCluster:
                 [
                     str(bins["kwok"]),
                     f"--kubeconfig={kubeconfig}",
-                    f"--config={cls._kwok_config(directory, kwok_pod_parallelism)}",
+                    f"--config={cls._kwok_config(directory, kwok_pod_parallelism, kwok_lease_parallelism)}",
                     f"--manage-nodes-with-label-selector={FAKE_NODE_LABEL}=true",
                     "--node-lease-duration-seconds=40",
                     "--cidr=10.244.0.0/16",
@@ -324,13 +330,17 @@ class DevCluster:
         return cluster
 
     @staticmethod
-    def _kwok_config(directory: Path, pod_parallelism: int | None) -> Path:
-        if pod_parallelism is None:
+    def _kwok_config(directory: Path, pod_parallelism: int | None, lease_parallelism: int | None = None) -> Path:
+        if pod_parallelism is None and lease_parallelism is None:
             return STAGES
         # kwok v0.8 applies its option defaults only when no KwokConfiguration is given: one that names a single
         # option leaves the others zero (no node leases, no sync of a returning node's pods). So every option that
-        # has a default is written out with it, and only the pod stage parallelism differs.
-        options = {**KWOK_DEFAULT_OPTIONS, "podPlayStageParallelism": pod_parallelism}
+        # has a default is written out with it, and only the parallelism asked for differs.
+        options = dict(KWOK_DEFAULT_OPTIONS)
+        if pod_parallelism is not None:
+            options["podPlayStageParallelism"] = pod_parallelism
+        if lease_parallelism is not None:
+            options["nodeLeaseParallelism"] = lease_parallelism
         path = directory / "kwok.yaml"
         lines = "".join(f"  {k}: {json.dumps(v)}\n" for k, v in options.items())
         kwok = f"apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n{lines}"

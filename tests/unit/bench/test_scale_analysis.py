@@ -7,9 +7,12 @@ import pytest
 from bench.scale.analysis import (
     JobTimeline,
     admission_lags,
+    by_label,
     capacity_to_pods,
     percentile,
+    requests_by_call,
     saturation_time,
+    scrape,
     sustained_admission_rate,
 )
 
@@ -45,3 +48,35 @@ def test_admission_lag_covers_the_jobs_admitted_before_saturation() -> None:
     assert admission_lags(JOBS, 3.0) == [1.0, 2.5]
     assert admission_lags(JOBS, None) == [1.0, 2.5, 9.5, 12.0]
     assert percentile([1.0, 2.5], 0.5) == pytest.approx(1.75)
+
+
+def request(verb: str, resource: str, subresource: str, code: int, value: int, group: str = "") -> str:
+    labels = (
+        f'code="{code}",component="apiserver",dry_run="",group="{group}",resource="{resource}",scope="resource",'
+        f'subresource="{subresource}",verb="{verb}",version="v1"'
+    )
+    return f"apiserver_request_total{{{labels}}} {value}\n"
+
+
+def watched(resource: str, value: int) -> str:
+    return f'apiserver_watch_events_total{{group="",resource="{resource}",version="v1"}} {value}\n'
+
+
+SERVER_BEFORE = request("POST", "pods", "", 201, 10) + request("PATCH", "pods", "status", 200, 5) + watched("pods", 100)
+SERVER_AFTER = (
+    request("POST", "pods", "", 201, 30)
+    + request("POST", "pods", "", 409, 2)
+    + request("PATCH", "pods", "status", 200, 65)
+    + request("PUT", "leases", "", 200, 7, group="coordination.k8s.io")
+    + watched("pods", 400)
+    + watched("nodes", 9)
+)
+
+
+def test_the_api_servers_counts_are_growth_between_scrapes_by_call_largest_first() -> None:
+    before, after = scrape(SERVER_BEFORE), scrape(SERVER_AFTER)
+    calls = requests_by_call(after, before)
+    assert calls == {"PATCH pods/status": 60.0, "POST pods": 22.0, "PUT leases": 7.0}  # codes summed
+    assert list(calls) == ["PATCH pods/status", "POST pods", "PUT leases"]
+    watch = by_label(after, before, "apiserver_watch_events_total", "resource")
+    assert watch == {"pods": 300.0, "nodes": 9.0}
