@@ -22,6 +22,7 @@ from elastic_operator.config import OperatorSettings
 from elastic_operator.k8s.client import KubeClient
 from elastic_operator.k8s.derived import Derived, StatusDerived, valid_conditions
 from elastic_operator.k8s.facts import pod_facts
+from elastic_operator.k8s.gate import EXPLAIN, FOLLOW, PLACE, PriorityGate
 from elastic_operator.k8s.inflight import InFlight
 from elastic_operator.k8s.jobs import JobContext, parse_job
 from elastic_operator.k8s.snapshot import Throughputs, plan_changes
@@ -85,7 +86,7 @@ class Controller:
     _status_issues_seen: dict[Key, str] = field(default_factory=dict)
     derived: StatusDerived = field(default_factory=StatusDerived)  # per job, from its status (k8s/derived.py)
     inflight: InFlight = field(default_factory=InFlight)  # jobs whose writes of an earlier round go on (pipelined)
-    _gate: asyncio.Semaphore | None = None  # apply_concurrency, over every round's writes in flight
+    _gate: PriorityGate | None = None  # apply_concurrency, over every round's writes in flight
     _gate_key: tuple[asyncio.AbstractEventLoop, int] | None = None
     _settled: dict[Key, tuple[Any, float]] = field(default_factory=dict)  # inputs of a job's last quiet reconcile, when
 
@@ -192,7 +193,7 @@ class Controller:
             nonlocal deferred
             self._settled.pop(key, None)
             try:
-                async with gate:
+                async with gate.slot(PLACE if key in changes else FOLLOW):
                     change = changes.get(key)
                     if change is not None and change.change.action in STARTS and time.perf_counter() > budget_ends:
                         deferred += 1  # planned again next round, from fresher facts
@@ -218,8 +219,12 @@ class Controller:
             finally:
                 placed.set()
 
+        # A pipelined round waits only for the jobs the plan changed (their placement must be in the status the next
+        # round plans with). Every other reconcile (Running, Succeeded, cleanup) follows in the background at a lower
+        # priority: the next round leaves those jobs alone and plans them from the watched status, which for them
+        # says at least as much capacity is held (a job whose workers all finished is planned as free anyway).
         placed_all: list[asyncio.Event] = []
-        busy = quiet = 0
+        busy = quiet = following = 0
         for key, ctx in contexts.items():
             if self.inflight.busy(key):
                 busy += 1  # its writes from an earlier round go on; this round leaves it alone
@@ -231,9 +236,12 @@ class Controller:
             placed = asyncio.Event()
             task = asyncio.create_task(reconcile(key, ctx, placed, inputs), name=f"elastic-job {key[1]}")
             self.inflight.start(key, task)
-            placed_all.append(placed)
+            if key in changes:
+                placed_all.append(placed)
+            else:
+                following += 1
         if pipelined:
-            await asyncio.gather(*(p.wait() for p in placed_all))
+            await asyncio.gather(*(p.wait() for p in placed_all))  # the rest follow in the background
         else:
             await self.inflight.settle()
         self._post_events_later()
@@ -244,15 +252,17 @@ class Controller:
             for ch in changes.values():
                 actions[ch.change.action] = actions.get(ch.change.action, 0) + 1
             log.debug(
-                "round: %d jobs (%d with writes in flight, %d quiet), changes %s (%d left to the next round), "
-                "plan %.3fs, round %.3fs; queue head: %s",
+                "round: %d jobs (%d with writes in flight, %d quiet, %d following), changes %s (%d left to the next "
+                "round), plan %.3fs, round %.3fs, gate queue %d; queue head: %s",
                 len(contexts),
                 busy,
                 quiet,
+                following,
                 actions,
                 deferred,
                 planned - started,
                 time.perf_counter() - started,
+                gate.waiting,
                 next((q.get("reason") for q in queue_info.values() if q.get("queuePosition") == 1), "none"),
             )
 
@@ -467,9 +477,11 @@ class Controller:
         gate = self._event_gate
         self._event_backlog += len(events)
 
+        apply_gate = self._apply_gate()
+
         async def post(job: render.JobRef, e: Any) -> None:
             try:
-                async with gate:
+                async with gate, apply_gate.slot(EXPLAIN):  # after the writes that place or follow
                     await self._event(job, e.type, e.reason, e.message)
             except Exception as exc:  # a connection error must not surface as a lost task's traceback
                 self.metrics.apply_errors.labels("event").inc()
@@ -504,13 +516,13 @@ class Controller:
             for task in [*self.inflight.tasks(), *self._event_tasks]:
                 task.cancel()
 
-    def _apply_gate(self) -> asyncio.Semaphore:
-        """One semaphore over every round's writes in flight: a pipelined round's admissions and the previous
-        round's status writes share apply_concurrency. (A new one for a new event loop or size: tests run rounds
-        in separate loops.)"""
+    def _apply_gate(self) -> PriorityGate:
+        """One gate over every round's writes in flight: a pipelined round's admissions, the writes that follow
+        earlier rounds and the events share apply_concurrency, admissions first (k8s/gate.py). (A new one for a new
+        event loop or size: tests run rounds in separate loops.)"""
         key = (asyncio.get_running_loop(), self.settings.apply_concurrency)
         if self._gate is None or self._gate_key != key:
-            self._gate, self._gate_key = asyncio.Semaphore(self.settings.apply_concurrency), key
+            self._gate, self._gate_key = PriorityGate(self.settings.apply_concurrency), key
         return self._gate
 
     async def _event(self, job: render.JobRef, type_: str, reason: str, message: str) -> None:

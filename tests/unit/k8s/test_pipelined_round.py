@@ -10,6 +10,7 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from elastic_operator.config import OperatorSettings
 from elastic_operator.controller import Controller
 from elastic_operator.k8s.inflight import InFlight, merge_patch
 from elastic_operator.k8s.view import ClusterView
@@ -40,6 +41,13 @@ class HeldStatus(StandInApiServer):
         return await super().patch_status(kind, ns, name, patch)
 
 
+async def arrival(client: HeldStatus, names: list[str]) -> None:
+    """Until exactly these status patches wait at the gate (callers bound it with a deadline)."""
+    while client.waiting != names:
+        client.arrived.clear()
+        await client.arrived.wait()
+
+
 def setup(client: StandInApiServer) -> tuple[Controller, ClusterView]:
     view = ClusterView()
     view.observe("Node", None, node("n", {GPU: "2", "cpu": "32", "pods": "110"}))  # room for one job of two
@@ -67,7 +75,9 @@ def test_the_next_round_plans_with_the_status_in_flight_and_leaves_that_job_alon
         submit(client, view, 1)  # a second job arrives; the node is full with the first
         await asyncio.wait_for(ctl.run_round(pipelined=True), DEADLINE_S)
         assert sorted(client.created) == pods_after_first  # j000 left alone, j001 does not fit
-        assert client.waiting == ["j000", "j001"]
+        # j001's Queued status follows in the background (the plan changed nothing for it): the round did not wait
+        assert ctl.inflight.busy(("ns", "j001"))
+        await asyncio.wait_for(arrival(client, ["j000", "j001"]), DEADLINE_S)
         client.gate.set()
         await asyncio.wait_for(ctl.inflight.settle(), DEADLINE_S)
 
@@ -79,6 +89,28 @@ def test_the_next_round_plans_with_the_status_in_flight_and_leaves_that_job_alon
     # planned behind a placed j000, j001 is first in the queue (a queued j000 would have been ahead of it)
     assert by_job["j001"]["lastDecision"]["queuePosition"] == 1
     assert ctl.inflight.planned(("ns", "j000"), view.jobs[("ns", "j000")]) is view.jobs[("ns", "j000")]
+
+
+def test_a_round_waits_only_for_the_jobs_it_places() -> None:
+    """One write slot, held by j000's status write: j001's Queued status (no change of the plan) must wait for it,
+    and the round that planned j001 returns without waiting (a round that waited would hold every later admission
+    behind writes that move no GPU)."""
+    client = HeldStatus()
+    ctl, view = setup(client)
+    ctl.settings = OperatorSettings(apply_concurrency=1)
+    submit(client, view, 0)
+
+    async def scenario() -> None:
+        await asyncio.wait_for(ctl.run_round(pipelined=True), DEADLINE_S)
+        assert client.waiting == ["j000"]  # j000 admitted; its status write holds the only slot
+        submit(client, view, 1)
+        await asyncio.wait_for(ctl.run_round(pipelined=True), DEADLINE_S)
+        assert ctl.inflight.busy(("ns", "j001")) and client.waiting == ["j000"]  # j001 still waits for the slot
+        client.gate.set()
+        await asyncio.wait_for(ctl.inflight.settle(), DEADLINE_S)
+
+    asyncio.run(scenario())
+    assert [name for name, _ in client.status_patches] == ["j000", "j001"]
 
 
 def test_a_status_write_that_fails_leaves_the_view_in_force() -> None:
