@@ -6,10 +6,10 @@ set of calls below (see charts/ and docs/operations.md).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -74,7 +74,14 @@ class KubeClient:
         await self.api.close()
 
     async def request(
-        self, method: str, path: str, body: Any = None, *, content_type: str = "application/json", query: Any = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        query: Any = None,
+        accept: str = "application/json",
     ) -> JSON:
         """One authenticated call; returns the decoded JSON body. Raises ApiException on HTTP errors."""
         if self.on_request is not None:
@@ -83,7 +90,7 @@ class KubeClient:
             path,
             method,
             query_params=query or [],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            header_params={"Content-Type": content_type, "Accept": accept},
             body=body,
             auth_settings=["BearerToken"],
             _preload_content=False,
@@ -94,7 +101,7 @@ class KubeClient:
             exc = ApiException(status=resp.status, reason=resp.reason)
             exc.body = raw.decode(errors="replace")
             raise exc
-        data: JSON = json.loads(raw) if raw else {}
+        data: JSON = orjson.loads(raw) if raw else {}  # responses are a tenth of the operator's CPU at scale
         return data
 
     async def open_stream(self, path: str, query: list[tuple[str, str]], timeout_s: float) -> Any:

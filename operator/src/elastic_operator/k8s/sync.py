@@ -46,15 +46,43 @@ async def list_foreign_pods(client: KubeClient, view: ClusterView, namespaces: l
             view.observe("Pod", None, item)
 
 
+# Only the metadata of each item, as kubectl's `--output=name` asks for (falls back to whole objects)
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+PAGE = 500
+
+
 async def resync_own_pods(client: KubeClient, view: ClusterView) -> int:
-    """Drop pods of ours that the API server no longer has. Returns how many were dropped."""
-    listing = await client.request("GET", "/api/v1/pods", query=[("labelSelector", JOB_LABEL)])
-    present = {key_of(p) for p in listing.get("items", [])}
+    """Drop pods of ours that the API server no longer has. Returns how many were dropped.
+
+    Listed by pages of metadata only: the whole objects of every pod of every job in one response were the
+    operator's peak memory at bench/scale's size (thousands of pods parsed at once, every minute). A pod newer than
+    the listing (created while the pages were read) is not judged by it."""
+    present: set[tuple[str, str]] = set()
+    listed_at = ""
+    token = ""
+    while True:
+        query = [("labelSelector", JOB_LABEL), ("limit", str(PAGE))] + ([("continue", token)] if token else [])
+        page = await client.request("GET", "/api/v1/pods", query=query, accept=METADATA_ONLY)
+        meta = page.get("metadata") or {}
+        listed_at = listed_at or str(meta.get("resourceVersion") or "")
+        present.update(key_of(p) for p in page.get("items", []))
+        token = str(meta.get("continue") or "")
+        if not token:
+            break
     stale = [
         key
         for key, pod in view.pods.items()
-        if JOB_LABEL in (pod.get("metadata", {}).get("labels") or {}) and key not in present
+        if JOB_LABEL in (pod.get("metadata", {}).get("labels") or {})
+        and key not in present
+        and not _newer_than(pod, listed_at)
     ]
     for key in stale:
         view.observe("Pod", "DELETED", view.pods[key])
     return len(stale)
+
+
+def _newer_than(obj: JSON, version: str) -> bool:
+    """Whether obj's resourceVersion is after `version` (etcd revisions; anything else cannot be compared and
+    counts as not newer, as before)."""
+    mine = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    return mine.isdigit() and version.isdigit() and int(mine) > int(version)

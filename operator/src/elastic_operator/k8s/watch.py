@@ -14,12 +14,12 @@ version seen; an expired version (410 Gone) lists again. Bookmarks keep the vers
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from elastic_operator.k8s.client import KubeClient
@@ -96,7 +96,7 @@ class Informer:
                 for line in lines:
                     if not line.strip():
                         continue
-                    event = json.loads(line)
+                    event = orjson.loads(line)
                     event_type, obj = event.get("type"), event.get("object") or {}
                     if event_type == "ERROR":
                         if obj.get("code") == 410:
