@@ -25,7 +25,7 @@ from elastic_operator.k8s.facts import pod_facts
 from elastic_operator.k8s.gate import EXPLAIN, FOLLOW, PLACE, PriorityGate
 from elastic_operator.k8s.inflight import InFlight
 from elastic_operator.k8s.jobs import JobContext, parse_job
-from elastic_operator.k8s.snapshot import Throughputs, plan_changes
+from elastic_operator.k8s.snapshot import Throughputs, forget_jobs, plan_changes
 from elastic_operator.k8s.sweeps import SweepController
 from elastic_operator.k8s.view import ClusterView, Key
 from elastic_operator.k8s.written import WrittenStatus
@@ -86,6 +86,7 @@ class Controller:
     _status_issues_seen: dict[Key, str] = field(default_factory=dict)
     derived: StatusDerived = field(default_factory=StatusDerived)  # per job, from its status (k8s/derived.py)
     inflight: InFlight = field(default_factory=InFlight)  # jobs whose writes of an earlier round go on (pipelined)
+    _parsed: dict[Key, JobContext] = field(default_factory=dict)  # the context of each job's object last round
     _gate: PriorityGate | None = None  # apply_concurrency, over every round's writes in flight
     _gate_key: tuple[asyncio.AbstractEventLoop, int] | None = None
     _settled: dict[Key, tuple[Any, float]] = field(default_factory=dict)  # inputs of a job's last quiet reconcile, when
@@ -153,7 +154,9 @@ class Controller:
             if rolled_back:
                 self._rolled_back.add(key)
             obj = self.inflight.planned(key, obj)  # a status still being written is the one to plan with
-            ctx = parse_job(obj)
+            ctx = self._parsed.get(key)
+            if ctx is None or ctx.obj is not obj:  # the same object as last round: the same context
+                ctx = self._parsed[key] = parse_job(obj)
             if ctx.errors:
                 try:
                     await self._mark_invalid(key, obj, ctx.errors)
@@ -175,6 +178,9 @@ class Controller:
         self.reports.forget(set(contexts))
         self.written.forget(set(contexts))
         self.derived.forget(set(contexts))
+        forget_jobs(set(contexts))
+        for gone in set(self._parsed) - set(contexts):
+            del self._parsed[gone]
         for gone in set(self._settled) - set(contexts):
             del self._settled[gone]
         # Jobs are independent once planned (capacity a job gives up is counted as used until its pods are gone),
