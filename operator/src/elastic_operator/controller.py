@@ -86,6 +86,7 @@ class Controller:
     _status_issues_seen: dict[Key, str] = field(default_factory=dict)
     derived: StatusDerived = field(default_factory=StatusDerived)  # per job, from its status (k8s/derived.py)
     inflight: InFlight = field(default_factory=InFlight)  # jobs whose writes of an earlier round go on (pipelined)
+    _follow_waiting: dict[Key, asyncio.Task[None]] = field(default_factory=dict)  # not yet holding a write slot
     _parsed: dict[Key, JobContext] = field(default_factory=dict)  # the context of each job's object last round
     _gate: PriorityGate | None = None  # apply_concurrency, over every round's writes in flight
     _gate_key: tuple[asyncio.AbstractEventLoop, int] | None = None
@@ -200,6 +201,8 @@ class Controller:
             self._settled.pop(key, None)
             try:
                 async with gate.slot(PLACE if key in changes else FOLLOW):
+                    if self._follow_waiting.get(key) is asyncio.current_task():
+                        del self._follow_waiting[key]  # started: from here on it writes
                     change = changes.get(key)
                     if change is not None and change.change.action in STARTS and time.perf_counter() > budget_ends:
                         deferred += 1  # planned again next round, from fresher facts
@@ -223,6 +226,8 @@ class Controller:
                 self.metrics.apply_errors.labels("job").inc()
                 log.exception("reconciling %s/%s failed; retrying next round", *key)
             finally:
+                if self._follow_waiting.get(key) is asyncio.current_task():
+                    del self._follow_waiting[key]
                 placed.set()
 
         # A pipelined round waits only for the jobs the plan changed (their placement must be in the status the next
@@ -230,11 +235,19 @@ class Controller:
         # priority: the next round leaves those jobs alone and plans them from the watched status, which for them
         # says at least as much capacity is held (a job whose workers all finished is planned as free anyway).
         placed_all: list[asyncio.Event] = []
-        busy = quiet = following = 0
+        busy = quiet = following = preempted = 0
         for key, ctx in contexts.items():
             if self.inflight.busy(key):
-                busy += 1  # its writes from an earlier round go on; this round leaves it alone
-                continue
+                waiting = self._follow_waiting.pop(key, None)
+                if key not in changes or waiting is None or waiting.done():
+                    busy += 1  # its writes from an earlier round go on; this round leaves it alone
+                    continue
+                # An earlier round's reconcile of this job still waits for a write slot and has written nothing;
+                # the plan now changes the job (a queued job's admission, above all): that reconcile gives way,
+                # the change's writes what it would have. Left alone, the admission waited behind it, and the
+                # capacity planned for the job stayed idle meanwhile (bench/scale's wave).
+                waiting.cancel()
+                preempted += 1
             inputs = (self._inputs(key, ctx, pods_by_job.get(key, [])), (queue_info.get(key) or {}).get("action"))
             if key not in changes and self._quiet(key, inputs, derived[key].runtime.phase, now):
                 quiet += 1
@@ -246,6 +259,7 @@ class Controller:
                 placed_all.append(placed)
             else:
                 following += 1
+                self._follow_waiting[key] = task
         if pipelined:
             await asyncio.gather(*(p.wait() for p in placed_all))  # the rest follow in the background
         else:
@@ -258,12 +272,13 @@ class Controller:
             for ch in changes.values():
                 actions[ch.change.action] = actions.get(ch.change.action, 0) + 1
             log.debug(
-                "round: %d jobs (%d with writes in flight, %d quiet, %d following), changes %s (%d left to the next "
-                "round), plan %.3fs, round %.3fs, gate queue %d; queue head: %s",
+                "round: %d jobs (%d with writes in flight, %d quiet, %d following, %d preempted), changes %s (%d left "
+                "to the next round), plan %.3fs, round %.3fs, gate queue %d; queue head: %s",
                 len(contexts),
                 busy,
                 quiet,
                 following,
+                preempted,
                 actions,
                 deferred,
                 planned - started,

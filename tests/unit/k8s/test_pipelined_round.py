@@ -113,6 +113,32 @@ def test_a_round_waits_only_for_the_jobs_it_places() -> None:
     assert [name for name, _ in client.status_patches] == ["j000", "j001"]
 
 
+def test_a_reconcile_still_waiting_for_a_slot_gives_way_to_the_jobs_admission() -> None:
+    """j001's Queued status waits for the only write slot (held by j000's status write). A node comes: the plan
+    admits j001 at once, in place of that waiting reconcile, which never writes; left alone, the admission would
+    have waited for it to finish and the new node would have stood idle meanwhile."""
+    client = HeldStatus()
+    ctl, view = setup(client)
+    ctl.settings = OperatorSettings(apply_concurrency=1)
+    submit(client, view, 0)
+
+    async def scenario() -> None:
+        await asyncio.wait_for(ctl.run_round(pipelined=True), DEADLINE_S)  # j000 admitted, its write held
+        submit(client, view, 1)
+        await asyncio.wait_for(ctl.run_round(pipelined=True), DEADLINE_S)  # j001 queued: its write waits
+        assert ctl.inflight.busy(("ns", "j001")) and client.waiting == ["j000"]
+        view.observe("Node", None, node("m", {GPU: "2", "cpu": "32", "pods": "110"}))
+        third = asyncio.create_task(ctl.run_round(pipelined=True))  # admits j001 (its pods wait for the slot)
+        client.gate.set()
+        await asyncio.wait_for(third, DEADLINE_S)
+        await asyncio.wait_for(ctl.inflight.settle(), DEADLINE_S)
+
+    asyncio.run(scenario())
+    patches = [(name, patch["phase"]) for name, patch in client.status_patches]
+    assert patches == [("j000", "Starting"), ("j001", "Starting")]  # no Queued write for j001 in between
+    assert len([n for n in client.created if n.startswith("j001-w")]) == 2
+
+
 def test_a_status_write_that_fails_leaves_the_view_in_force() -> None:
     client = HeldStatus()
     client.refuse = True
