@@ -276,12 +276,11 @@ def _pod_usage(pod: JSON) -> _PodUsage | None:
     if not pod_holds_resources(pod):
         return None
     labels = pod["metadata"].get("labels") or {}
-    slot = labels.get(SLOT_LABEL)
     return _PodUsage(
         node=str((pod.get("spec") or {}).get("nodeName")),
         requests={k: int(v) for k, v in pod_requests(pod).items()},
         job=str(labels.get(JOB_LABEL, "")),
-        slot=int(slot) if JOB_LABEL in labels and slot is not None and str(slot).isdigit() else None,
+        slot=_slot(pod) if JOB_LABEL in labels else None,
     )
 
 
