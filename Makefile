@@ -68,8 +68,9 @@ bench-sim: ## scheduling policy vs baselines on the Pollux workloads (simulator)
 bench-rescale: ## rescale pauses: ours vs torchrun's own elastic mode
 	$(PY) -m bench.rescale.run
 
-bench-sweep: ## ASHA vs random search on real digits training
+bench-sweep: ## ASHA vs random search on real digits and MNIST-1D training
 	$(PY) -m bench.sweep.run
+	$(PY) -m bench.sweep.run --example examples/sweep-mnist1d.yaml --name sweep-mnist1d
 
 bench-drain: ## 50 jobs on 8 kwok nodes: time until all Succeeded
 	$(PY) -m bench.drain.run

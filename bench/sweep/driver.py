@@ -32,7 +32,7 @@ from elastic_trainer.sampler import ElasticSampler
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sweep-digits.yaml"
 
-Key = tuple[float, float, int, int, int]  # lr, momentum, hidden, batch size, seed
+Key = tuple[float, float, int, int, int, str]  # lr, momentum, hidden, batch size, seed, dataset
 Metrics = dict[str, float]
 
 
@@ -66,7 +66,7 @@ class Curves:
 
         torch.set_num_threads(1)
         self.torch = torch
-        self.data: dict[int, Any] = {}
+        self.data: dict[tuple[int, str], Any] = {}
         self.runs: dict[Key, _Run] = {}
 
     def __len__(self) -> int:
@@ -76,15 +76,16 @@ class Curves:
         """The example's metrics after `epoch` epochs (1-based), training further as needed; plus best_accuracy,
         the test accuracy of the model kept for best_val_accuracy (what the trial would hand over)."""
         torch = self.torch
-        if args.seed not in self.data:
-            self.data[args.seed] = digits.load_data(args.seed)
-        data = self.data[args.seed]
+        dataset = (int(args.seed), str(args.dataset))
+        if dataset not in self.data:
+            self.data[dataset] = digits.load_data(*dataset)
+        data = self.data[dataset]
         xtr, ytr = data[0], data[1]
-        key = (float(args.lr), float(args.momentum), int(args.hidden), int(args.batch_size), int(args.seed))
+        key = (float(args.lr), float(args.momentum), int(args.hidden), int(args.batch_size), *dataset)
         run = self.runs.get(key)
         if run is None:
             torch.manual_seed(args.seed)
-            model = digits.build_model(args.hidden)
+            model = digits.build_model(args.hidden, args.dataset)
             opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
             run = self.runs[key] = _Run(model, opt, [])
         while len(run.epochs) < epoch:

@@ -1,24 +1,29 @@
-"""ASHA vs random search on a real objective: the digits MLP trained by real torch.
+"""ASHA vs random search on a real objective: the digits example's MLP trained by real torch, on digits or MNIST-1D.
 
-Every arm is examples/sweep-digits.yaml (its space, objective, ASHA settings and trial template) driven by the
-operator's own `sweep.decide()` (the same code the SweepController runs), on a simulated cluster of as many trial
-slots as the example's `parallelism` (or --parallelism), where every running trial trains one epoch per round:
+Every arm is a sweep of the digits example (examples/sweep-digits.yaml, or --example examples/sweep-mnist1d.yaml:
+its space, objective, ASHA settings and trial template) driven by the operator's own `sweep.decide()` (the same code
+the SweepController runs), on a simulated cluster of as many trial slots as the example's `parallelism` (or
+--parallelism), where every running trial trains one epoch per round:
 
-- random: random search, `trials` full trials, no early stopping (the baseline);
+- random: random search, `trials` full trials (the example's maxTrials unless --trials), no early stopping (the
+  baseline);
 - random + asha: the same random sampler (same seed: trial n has the same parameters) with the example's ASHA,
   the objective target set to the random arm's final best, and up to 4x the trials: we measure the compute
   (epochs trained, pruned trials' epochs included) until the ASHA sweep's best completed trial matches the
   baseline's best;
-- tpe + asha: the same with the example's algorithm (TPE), i.e. examples/sweep-digits.yaml as a user runs it.
+- tpe + asha: the same with the example's algorithm (TPE), i.e. the example as a user runs it.
 
 The objective is the example's (`best_val_accuracy`, maximise: the best accuracy on the validation split so far,
 whose model the trainer keeps). The test split is never used for selection; the test accuracy of the model each
 arm hands over is reported next to it. Training is deterministic (fixed data split and init), so each
 configuration is trained once and its curves are shared by the arms of a seed: an arm is charged for every epoch
-it trains, never for another arm's. Seeds run in parallel processes (one Curves each).
-Results: bench/results/sweep.json and sweep.md.
+it trains, never for another arm's. Seeds run in parallel processes (one Curves each). Over the seeds: per seed
+(the ratio, within a third or not) and the mean over seeds (`mean_crossing`: the share of compute at which the mean
+of the arms' best values reaches the mean of random search's final bests, as learning-curve papers report it).
+Results: bench/results/NAME.json and NAME.md (--name, default sweep).
 
-    python -m bench.sweep.run [--seeds 0 1 ... 7] [--trials 24] [--parallelism N] [--jobs 2]
+    python -m bench.sweep.run [--example PATH] [--seeds 0 1 ... 7] [--trials N] [--parallelism N] [--jobs 2]
+        [--name sweep]
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.sweep.driver import EXAMPLE, Curves, load_example, run_sweep, sweep_manifest
+from elastic_trainer.examples import digits
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -59,10 +65,39 @@ def reached(best: float | None, target: float, direction: str) -> bool:
     return best >= target if direction == "maximize" else best <= target
 
 
-def summarise(arms: Sequence[Mapping[str, Any]], direction: str) -> dict[str, Any]:
+def mean_crossing(
+    traces: Sequence[Sequence[Sequence[float]]], budgets: Sequence[float], target: float, direction: str
+) -> float | None:
+    """The aggregate over seeds, as learning-curve papers plot it (e.g. ASHA's): the smallest share f of random
+    search's compute at which the mean over seeds of an arm's best completed value (each seed after f of its own
+    random search's epochs) is at least `target` (the mean of random search's final bests). None: never, or some
+    seed had completed no trial yet at every share where the mean would have been enough."""
+    shares = sorted({spent / budget for trace, budget in zip(traces, budgets, strict=True) for spent, _ in trace})
+    for share in shares:
+        values = [_best_at_share(trace, budget, share) for trace, budget in zip(traces, budgets, strict=True)]
+        if all(v is not None for v in values) and reached(
+            statistics.fmean(v for v in values if v is not None), target, direction
+        ):
+            return share
+    return None
+
+
+def _best_at_share(trace: Sequence[Sequence[float]], budget: float, share: float) -> float | None:
+    found = None
+    for spent, value in trace:
+        if spent / budget <= share:  # the same division as the share was made by: no rounding in between
+            found = value
+    return found
+
+
+def summarise(
+    arms: Sequence[Mapping[str, Any]], direction: str, randoms: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
     """One variant over the seeds. Each arm: reached, compute_ratio (its epochs / random's), best_at_third and
-    random_at_third (bests after a third of random's epochs). An arm that never reached the target counts as
-    infinitely expensive (None in median/max when it decides them)."""
+    random_at_third (bests after a third of random's epochs), trace. An arm that never reached the target counts as
+    infinitely expensive (None in median/max when it decides them). With `randoms` (random search's arm of each
+    seed, in the same order): `mean_ratio`, the share of compute at which the mean over seeds reaches random
+    search's mean final best (mean_crossing), and those two means."""
     ratios = [a["compute_ratio"] if a["reached"] else math.inf for a in arms]
     within = sum(1 for a in arms if a["reached"] and a["compute_ratio"] <= 1 / 3)
     not_worse = sum(
@@ -79,6 +114,17 @@ def summarise(arms: Sequence[Mapping[str, Any]], direction: str) -> dict[str, An
         "median_ratio": _finite(statistics.median(ratios)) if ratios else None,
         "max_ratio": _finite(max(ratios)) if ratios else None,
         "goal_met": bool(arms) and within == len(arms),
+        **(_means(arms, randoms, direction) if randoms else {}),
+    }
+
+
+def _means(arms: Sequence[Mapping[str, Any]], randoms: Sequence[Mapping[str, Any]], direction: str) -> dict[str, Any]:
+    target = statistics.fmean(r["best"] for r in randoms)
+    share = mean_crossing([a["trace"] for a in arms], [r["epochs"] for r in randoms], target, direction)
+    return {
+        "random_mean_best": target,
+        "mean_best": statistics.fmean(a["best"] for a in arms if a["best"] is not None),
+        "mean_ratio": share,
     }
 
 
@@ -113,6 +159,19 @@ def run_seed(
     return out
 
 
+def _dataset(args: Sequence[Any]) -> str:
+    """The --dataset of a trial template's args (the example's default: digits)."""
+    items = [str(a) for a in args]
+    return items[items.index("--dataset") + 1] if "--dataset" in items[:-1] else "digits"
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(EXAMPLE.parents[1]))
+    except ValueError:
+        return str(path)
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}"
 
@@ -139,17 +198,19 @@ def markdown(result: dict[str, Any]) -> str:
     asha = cfg["asha"]
     args = " ".join(str(a) for a in cfg["args"])
     lines = [
-        "# Sweep benchmark: ASHA vs random search (digits MLP, real torch)",
+        f"# Sweep benchmark: ASHA vs random search ({cfg.get('dataset', 'digits')} MLP, real torch)",
         "",
         f"Every arm is {cfg['example']} run through `sweep.decide()` (the SweepController's logic) with "
         f"{cfg['parallelism']} trials at a time. Space: {_space(cfg['parameters'])}; trial args: `{args}` "
         f"(a full trial is {cfg['epochs']} epochs). Objective: `{cfg['metric']}` ({cfg['direction']})"
         + (
-            ", the best accuracy on the validation split (360 samples) so far, whose model the trainer keeps"
+            f", the best accuracy on the validation split ({cfg.get('validation_samples', 360)} samples) so far, "
+            "whose model the trainer keeps"
             if cfg["metric"] == "best_val_accuracy"
-            else f" (an ablation; examples/sweep-digits.yaml uses {cfg['example_metric']})"
+            else f" (an ablation; {cfg['example']} uses {cfg['example_metric']})"
         )
-        + "; `test acc` is the test accuracy (360 samples, never used for selection unless it is the objective) of "
+        + f"; `test acc` is the test accuracy ({cfg.get('test_samples', 360)} samples, never used for selection "
+        "unless it is the objective) of "
         "the model the best trial hands over. Random search runs "
         f"{cfg['trials']} full trials. Each ASHA variant (the example's settings: minResource {asha['minResource']}, "
         f"reductionFactor {asha['reductionFactor']}, maxResource {asha['maxResource']}; random + asha uses the same "
@@ -177,13 +238,15 @@ def markdown(result: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        "| variant | median ratio | worst ratio | reached | ratio <= 1/3 | ratio <= 1/3 in every seed |",
-        "|---|---:|---:|---:|---:|:---:|",
+        "| variant | median ratio | worst ratio | reached | ratio <= 1/3 | ratio <= 1/3 in every seed | "
+        "mean over seeds reaches random's mean best at |",
+        "|---|---:|---:|---:|---:|:---:|---:|",
     ]
     for name, s in result["summary"]["variants"].items():
+        mean = "-" if "mean_ratio" not in s else _ratio(s["mean_ratio"])
         lines.append(
             f"| {name} | {_ratio(s['median_ratio'])} | {_ratio(s['max_ratio'])} | {s['reached']}/{s['seeds']} | "
-            f"{s['within_third']}/{s['seeds']} | {'yes' if s['goal_met'] else 'no'} |"
+            f"{s['within_third']}/{s['seeds']} | {'yes' if s['goal_met'] else 'no'} | {mean} |"
         )
     s = result["summary"]
     lines += [
@@ -195,28 +258,47 @@ def markdown(result: dict[str, Any]) -> str:
         )
         + ".",
         "",
+        "Mean over seeds (how learning-curve papers such as ASHA's report it): the share of random search's compute "
+        "after which the mean of an arm's best completed value over the seeds (each seed's arm after that share of "
+        "its own random search's epochs) is at least the mean of random search's final bests"
+        + "".join(
+            f"; {name}: {_ratio(v['mean_ratio'])} (means at the end: {_fmt(v['mean_best'])} against "
+            f"{_fmt(v['random_mean_best'])})"
+            for name, v in s["variants"].items()
+            if "mean_ratio" in v
+        )
+        + ".",
+        "",
         f"Configurations trained (curves shared between the arms of a seed): {s['configs_trained']}; wall time "
         f"{s['wall_s']:.0f} s ({s['jobs']} processes) on {result['machine']}.",
         "",
-        "Reproduce: `make bench-sweep` (or `python -m bench.sweep.run`). The reading is in docs/sweeps.md (Benchmark).",
+        f"Reproduce: `make bench-sweep` (or `python -m bench.sweep.run{_cli(cfg)}`). The reading is in "
+        "docs/sweeps.md (Benchmark).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _cli(cfg: Mapping[str, Any]) -> str:
+    return "" if cfg["example"] == "examples/sweep-digits.yaml" else f" --example {cfg['example']}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
-    p.add_argument("--trials", type=int, default=24, help="random search's trials (ASHA arms: up to 4x)")
+    p.add_argument("--trials", type=int, help="random search's trials (ASHA arms: up to 4x; default: maxTrials)")
     p.add_argument("--parallelism", type=int, help="trials at a time (default: the example's)")
     p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="seeds run in parallel processes")
     p.add_argument("--metric", help="an ablation: another metric of the example (val_loss, accuracy) instead of its")
     p.add_argument("--direction", choices=["maximize", "minimize"], help="with --metric")
-    p.add_argument("--example", type=Path, default=EXAMPLE, help="an ablation: another sweep of the digits example")
+    p.add_argument("--example", type=Path, default=EXAMPLE, help="another sweep of the digits example")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--name", default="sweep", help="results: OUT/NAME.json and OUT/NAME.md")
     args = p.parse_args(argv)
     example = load_example(args.example)
     if args.parallelism is None:
         args.parallelism = int(example["spec"]["parallelism"])
+    if args.trials is None:
+        args.trials = int(example["spec"]["maxTrials"])
     objective = dict(example["spec"]["objective"])
     objective.pop("target", None)
     if args.metric:
@@ -239,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{a['epochs']} epochs; {shown}",
                 flush=True,
             )
-    variants = {name: summarise([r["asha"][name] for r in seeds], objective["direction"]) for name in VARIANTS}
+    randoms = [r["random"] for r in seeds]
+    variants = {name: summarise([r["asha"][name] for r in seeds], objective["direction"], randoms) for name in VARIANTS}
     summary = {
         "variants": variants,
         "configs_trained": sum(r["configs_trained"] for r in seeds),
@@ -248,11 +331,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     spec = example["spec"]
     epochs = int(spec["earlyStopping"]["asha"]["maxResource"])
+    data = digits.load_data(0, _dataset(spec["trialTemplate"]["spec"]["template"]["args"]))
+    sizes = len(data[3]), len(data[5])
     config = {"trials": args.trials, "parallelism": args.parallelism, "seeds": args.seeds, "epochs": epochs}
     result = {
         "config": {
             **config,
-            "example": "examples/sweep-digits.yaml" if args.example == EXAMPLE else str(args.example),
+            "example": _relative(args.example),
+            "dataset": _dataset(spec["trialTemplate"]["spec"]["template"]["args"]),
+            "validation_samples": sizes[0],
+            "test_samples": sizes[1],
             **objective,
             "example_metric": spec["objective"]["metric"],
             "parameters": spec["parameters"],
@@ -264,8 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "summary": summary,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "sweep.md").write_text(markdown(result))
+    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{args.name}.md").write_text(markdown(result))
     print(json.dumps(summary))
     return 0
 

@@ -15,8 +15,9 @@ from elastic_trainer.examples import digits
 pytestmark = pytest.mark.trainer
 
 
-def test_curves_match_the_example_run_as_a_process() -> None:
-    argv = ["--lr", "0.05", "--hidden", "40", "--batch-size", "32", "--epochs", "2"]
+@pytest.mark.parametrize("dataset", ["digits", "mnist1d"])
+def test_curves_match_the_example_run_as_a_process(dataset: str) -> None:
+    argv = ["--dataset", dataset, "--lr", "0.05", "--hidden", "40", "--batch-size", "32", "--epochs", "2"]
     out = subprocess.run(
         [sys.executable, "-m", "elastic_trainer.examples.digits", *argv],
         capture_output=True,

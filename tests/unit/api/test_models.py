@@ -35,7 +35,7 @@ def minimal_job(**spec: Any) -> dict[str, Any]:
 
 def test_examples_exist() -> None:
     names = {p.name for p in EXAMPLES}
-    assert {"trainingjob-cpu.yaml", "trainingjob-gpu.yaml", "sweep-digits.yaml"} <= names
+    assert {"trainingjob-cpu.yaml", "trainingjob-gpu.yaml", "sweep-digits.yaml", "sweep-mnist1d.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench.sweep.driver import load_example, sweep_manifest, trial_args
+from bench.sweep.driver import EXAMPLE, load_example, sweep_manifest, trial_args
 from bench.sweep.explore import (
     asha_compute,
     bootstrap,
@@ -20,7 +20,7 @@ from bench.sweep.explore import (
     rank_correlation,
     rungs_of,
 )
-from bench.sweep.run import best_within, reached, summarise
+from bench.sweep.run import best_within, mean_crossing, reached, summarise
 from elastic_operator.api.validation import validate_tuningsweep
 
 
@@ -65,6 +65,32 @@ def test_summarise_equal_compute_comparison_follows_the_direction() -> None:
     assert math.isfinite(summarise(arms, "maximize")["median_ratio"])
 
 
+def test_mean_crossing_is_the_first_share_where_the_mean_over_seeds_is_enough() -> None:
+    # two seeds, random search spent 100 and 200 epochs; an arm's [epochs, best completed] traces
+    traces = [[[10, 0.5], [30, 0.9]], [[40, 0.6], [100, 0.8]]]
+    budgets = [100.0, 200.0]
+    # shares: 0.1, 0.3 (seed 0), 0.2, 0.5 (seed 1); at 0.1 seed 1 has nothing completed yet
+    assert mean_crossing(traces, budgets, 0.55, "maximize") == pytest.approx(0.2)  # (0.5 + 0.6) / 2
+    assert mean_crossing(traces, budgets, 0.75, "maximize") == pytest.approx(0.3)  # (0.9 + 0.6) / 2
+    assert mean_crossing(traces, budgets, 0.85, "maximize") == pytest.approx(0.5)  # (0.9 + 0.8) / 2
+    assert mean_crossing(traces, budgets, 0.86, "maximize") is None
+    # minimise: lower is better, and a seed that never completed a trial keeps the mean undefined
+    assert mean_crossing([[[10, 0.3]], [[20, 0.1]]], [100.0, 100.0], 0.2, "minimize") == pytest.approx(0.2)
+    assert mean_crossing([[[10, 0.3]], []], [100.0, 100.0], 1.0, "minimize") is None
+
+
+def test_summarise_reports_the_mean_over_seeds_against_random_searchs_mean_best() -> None:
+    arms = [
+        {**_arm(0.4, True), "best": 0.9, "trace": [[40, 0.9]]},
+        {**_arm(0.2, True), "best": 0.8, "trace": [[20, 0.8]]},
+    ]
+    randoms = [{"best": 0.9, "epochs": 100}, {"best": 0.7, "epochs": 100}]
+    s = summarise(arms, "maximize", randoms)
+    assert s["random_mean_best"] == pytest.approx(0.8) and s["mean_best"] == pytest.approx(0.85)
+    assert s["mean_ratio"] == pytest.approx(0.4)  # at 0.2 seed 0 has nothing yet; at 0.4 the mean is 0.85
+    assert "mean_ratio" not in summarise(arms, "maximize")
+
+
 @pytest.mark.parametrize("early_stopping", [False, True])
 def test_an_arm_is_the_example_with_only_its_knobs_changed(early_stopping: bool) -> None:
     example = load_example()
@@ -84,12 +110,13 @@ def test_an_arm_is_the_example_with_only_its_knobs_changed(early_stopping: bool)
         assert spec["earlyStopping"]["policy"] == "none"
 
 
-def test_a_trial_trains_what_its_rendered_args_say() -> None:
-    example = load_example()
+@pytest.mark.parametrize(("example", "dataset"), [("sweep-digits.yaml", "digits"), ("sweep-mnist1d.yaml", "mnist1d")])
+def test_a_trial_trains_what_its_rendered_args_say(example: str, dataset: str) -> None:
+    example = load_example(EXAMPLE.parent / example)
     sweep, _ = validate_tuningsweep(sweep_manifest(example, seed=0, trials=8, parallelism=2, early_stopping=True))
     assert sweep is not None
     args = trial_args(sweep, {"lr": 0.0123, "hidden": 77, "batch_size": 32})
-    assert (args.lr, args.hidden, args.batch_size) == (0.0123, 77, 32)
+    assert (args.lr, args.hidden, args.batch_size, args.dataset) == (0.0123, 77, 32, dataset)
     assert args.epochs == example["spec"]["earlyStopping"]["asha"]["maxResource"]
 
 
