@@ -70,7 +70,7 @@ bench-rescale: ## rescale pauses: ours vs torchrun's own elastic mode
 
 bench-sweep: ## ASHA vs random search on real digits and MNIST-1D training
 	$(PY) -m bench.sweep.run
-	$(PY) -m bench.sweep.run --example examples/sweep-mnist1d.yaml --name sweep-mnist1d
+	$(PY) -m bench.sweep.run --example examples/sweep-mnist1d.yaml --name sweep-mnist1d --seeds $(shell seq 0 15)
 
 bench-drain: ## 50 jobs on 8 kwok nodes: time until all Succeeded
 	$(PY) -m bench.drain.run
