@@ -72,22 +72,14 @@ def mean_crossing(
     search's compute at which the mean over seeds of an arm's best completed value (each seed after f of its own
     random search's epochs) is at least `target` (the mean of random search's final bests). None: never, or some
     seed had completed no trial yet at every share where the mean would have been enough."""
-    shares = sorted({spent / budget for trace, budget in zip(traces, budgets, strict=True) for spent, _ in trace})
-    for share in shares:
-        values = [_best_at_share(trace, budget, share) for trace, budget in zip(traces, budgets, strict=True)]
+    as_shares = [[[spent / budget, v] for spent, v in trace] for trace, budget in zip(traces, budgets, strict=True)]
+    for share in sorted({point[0] for trace in as_shares for point in trace}):
+        values = [best_within(trace, share) for trace in as_shares]
         if all(v is not None for v in values) and reached(
             statistics.fmean(v for v in values if v is not None), target, direction
         ):
             return share
     return None
-
-
-def _best_at_share(trace: Sequence[Sequence[float]], budget: float, share: float) -> float | None:
-    found = None
-    for spent, value in trace:
-        if spent / budget <= share:  # the same division as the share was made by: no rounding in between
-            found = value
-    return found
 
 
 def summarise(
