@@ -75,9 +75,10 @@ DIVERGED_LOSS = 1000.0
 
 
 def load_data(seed: int = 0, dataset: str = "digits") -> tuple[Any, Any, Any, Any, Any, Any]:
-    """(x, y) of the training, validation and test splits of `dataset` (see the module's doc: the test split is
-    fixed, `seed` picks which training samples are held out for validation, stratified). Cached as .npz in the temp
-    dir, keyed by the generating package's version, so a generation's start does not pay for generating them again."""
+    """(x, y) of the training, validation and test splits of `dataset` (see the module's doc; stratified: `seed`
+    picks digits' whole split, and which of MNIST-1D's training signals are held out next to its published test
+    split). Cached as .npz in the temp dir, keyed by the generating package's version, so a generation's start does
+    not pay for generating them again."""
     import importlib.metadata
 
     import numpy as np
