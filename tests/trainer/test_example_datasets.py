@@ -58,3 +58,20 @@ def test_each_dataset_has_its_model_and_an_unknown_one_is_named() -> None:
         digits.load_data(0, "cifar")
     with pytest.raises(SystemExit):  # argparse names --dataset and the choices
         digits.parse_args(["--dataset", "cifar"])
+
+
+def test_best_val_loss_is_the_lowest_of_any_epoch_and_an_older_checkpoint_without_it_starts_from_this_epoch() -> None:
+    import torch
+
+    data = digits.load_data(0, "digits")
+    torch.manual_seed(0)
+    model = digits.build_model(8)
+    first, best = digits.epoch_metrics(model, data, None)
+    assert first["best_val_loss"] == first["val_loss"] and best["min_val_loss"] == first["val_loss"]
+    kept = best["model"]
+    lower, best = digits.epoch_metrics(model, data, {**best, "min_val_loss": 0.01})
+    assert lower["best_val_loss"] == 0.01 and lower["val_loss"] > 0.01
+    assert best["model"] is kept  # the kept model follows validation accuracy, not the loss
+    old = {k: v for k, v in best.items() if k != "min_val_loss"}  # a checkpoint written before best_val_loss
+    again, _ = digits.epoch_metrics(model, data, old)
+    assert again["best_val_loss"] == again["val_loss"]
