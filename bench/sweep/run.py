@@ -264,14 +264,28 @@ def markdown(result: dict[str, Any]) -> str:
         f"Configurations trained (curves shared between the arms of a seed): {s['configs_trained']}; wall time "
         f"{s['wall_s']:.0f} s ({s['jobs']} processes) on {result['machine']}.",
         "",
-        f"Reproduce: `make bench-sweep` (or `python -m bench.sweep.run{_cli(cfg)}`). The reading is in "
-        "docs/sweeps.md (Benchmark).",
+        f"Reproduce: `python -m bench.sweep.run{_cli(cfg)}`"
+        + (" (part of `make bench-sweep`)" if cfg["metric"] == cfg["example_metric"] else "")
+        + ". The reading is in docs/sweeps.md (Benchmark).",
     ]
     return "\n".join(lines) + "\n"
 
 
 def _cli(cfg: Mapping[str, Any]) -> str:
-    return "" if cfg["example"] == "examples/sweep-digits.yaml" else f" --example {cfg['example']}"
+    """The arguments of bench.sweep.run that differ from its defaults for this run."""
+    out = "" if cfg["example"] == "examples/sweep-digits.yaml" else f" --example {cfg['example']}"
+    if cfg["metric"] != cfg["example_metric"]:
+        out += f" --metric {cfg['metric']} --direction {cfg['direction']}"
+    if cfg.get("name", "sweep") != "sweep":
+        out += f" --name {cfg['name']}"
+    if list(cfg["seeds"]) != list(range(8)):
+        seeds = list(cfg["seeds"])
+        out += (
+            f" --seeds $(seq {seeds[0]} {seeds[-1]})"
+            if seeds == list(range(seeds[0], seeds[-1] + 1))
+            else (" --seeds " + " ".join(map(str, seeds)))
+        )
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -330,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": {
             **config,
             "example": _relative(args.example),
+            "name": args.name,
             "dataset": _dataset(spec["trialTemplate"]["spec"]["template"]["args"]),
             "validation_samples": sizes[0],
             "test_samples": sizes[1],

@@ -172,3 +172,14 @@ def test_explore_oracle_finds_a_late_bloomer_that_the_real_curves_prune() -> Non
     flat = bootstrap(oracle(pool), trials=6, rungs=[1, 3], reduction_factor=3, parallelism=1, draws=20, seed=0)
     assert flat["reached"] == 1.0
     assert real["reached"] < 1.0
+
+
+def test_a_results_file_says_the_command_that_reproduces_it() -> None:
+    from bench.sweep.run import _cli
+
+    base = {"example": "examples/sweep-digits.yaml", "name": "sweep", "metric": "m", "example_metric": "m"}
+    assert _cli({**base, "seeds": list(range(8))}) == ""
+    other = {**base, "example": "examples/sweep-mnist1d.yaml", "name": "x", "seeds": list(range(16))}
+    assert _cli(other) == " --example examples/sweep-mnist1d.yaml --name x --seeds $(seq 0 15)"
+    ablation = {**base, "metric": "val_loss", "direction": "minimize", "seeds": [1, 5]}
+    assert _cli(ablation) == " --metric val_loss --direction minimize --seeds 1 5"
