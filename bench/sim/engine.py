@@ -204,6 +204,7 @@ def _snapshot(
                 throughput=dict(j.measured),
                 queued_since=j.queued_since,
                 attained_s=j.attained,
+                remaining_samples=max(0.0, j.work - j.done),  # what its trainers report (epochs left x samples)
             )
         )
     return Snapshot(nodes=nodes, jobs=tuple(jobs), settings=settings)

@@ -39,6 +39,7 @@ ELASTIC = Settings(
     requeue_backoff_s=120.0,
     rebalance_margin=0.2,
     service_scale_s=20000.0,  # least attained service: a job that has had 20,000 GPU-seconds weighs half
+    remaining_scale_s=5000.0,  # where a job reports its work left: one with 5,000 s left at its speed weighs half
     first_on_one_node=True,
 )
 

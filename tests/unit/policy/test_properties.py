@@ -125,6 +125,7 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
             last_rescale=draw(st.sampled_from([None, NOW - 10, NOW - 200, NOW - 5000])),
             busy=draw(st.integers(0, 9)) == 0,
             attained_s=float(draw(st.sampled_from([0, 60, 5000, 100_000]))),
+            remaining_samples=draw(st.sampled_from([None, 0.0, 600.0, 1e6])),
         )
         if draw(st.integers(0, 2)) > 0:  # mostly running jobs (crowded clusters make reclaim happen), placed validly
             want = draw(st.integers(lo, hi))
@@ -154,6 +155,7 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
         reclaim=draw(st.integers(0, 4)) > 0,
         grow=draw(st.integers(0, 4)) > 0,
         service_scale_s=draw(st.sampled_from([0.0, 3600.0])),
+        remaining_scale_s=draw(st.sampled_from([0.0, 5000.0])),
         first_on_one_node=draw(st.booleans()),
     )
     return Snapshot(nodes=tuple(nodes), jobs=tuple(jobs), foreign_usage=usage, settings=settings)

@@ -16,7 +16,7 @@ from elastic_operator.policy import (
     apply_plan,
     plan,
 )
-from elastic_operator.policy.throughput import Curve
+from elastic_operator.policy.throughput import Curve, remaining_time, service_weight
 from tests.unit.policy.builders import NOW, gpus, job, node, snap
 
 
@@ -262,6 +262,37 @@ def test_goodput_growth_prefers_the_job_with_less_attained_service() -> None:
     flat = plan(snap(nodes, [old, new], grow=True, service_scale_s=0.0), NOW)  # equal weights: a worker each (a
     # 2nd worker halves a job's remaining time, a 3rd shortens it by a third: the other job's 2nd comes first)
     assert flat.decision("ns/old").target == 2 and flat.decision("ns/new").target == 2  # type: ignore[union-attr]
+
+
+def test_goodput_growth_prefers_the_job_with_less_work_left_when_jobs_report_it() -> None:
+    curve = {1: 100.0, 2: 200.0, 3: 300.0}
+    # "short" has run longer (least attained service alone would pick "long") but has 10 minutes of work left
+    short = job("short", max=4, running_on=["n1"], throughput=curve, created=1, attained_s=50_000.0,
+                remaining_samples=60_000.0)  # fmt: skip
+    long = job("long", max=4, running_on=["n1"], throughput=curve, created=2, attained_s=0.0,
+               remaining_samples=6_000_000.0)  # fmt: skip
+    nodes = [node("n1", gpus=4)]
+    srpt = plan(snap(nodes, [short, long], grow=True, remaining_scale_s=5_000.0), NOW)
+    assert srpt.decision("ns/short").target == 3 and srpt.decision("ns/long") is None  # type: ignore[union-attr]
+    las = plan(snap(nodes, [short, long], grow=True, remaining_scale_s=0.0), NOW)  # off: attained service decides
+    assert las.decision("ns/long").target == 3 and las.decision("ns/short") is None  # type: ignore[union-attr]
+    # weights: 600 s left -> 5000 / 5600; a job that reports no remaining work is weighed by attained service
+    settings = Settings(remaining_scale_s=5_000.0, service_scale_s=20_000.0)
+    assert service_weight(short, settings) == pytest.approx(5_000 / 5_600)
+    assert service_weight(replace(short, remaining_samples=None), settings) == pytest.approx(20_000 / 70_000)
+    assert service_weight(replace(short, remaining_samples=None), replace(settings, service_scale_s=0.0)) == 1.0
+
+
+def test_remaining_time_is_work_left_at_the_current_placement_speed() -> None:
+    settings = Settings()
+    spread = job("j", max=4, running_on=["a", "b"], throughput={(2, 2): 50.0, (2, 1): 100.0}, remaining_samples=1e4)
+    assert remaining_time(spread, settings) == 200.0  # at 2 workers on 2 nodes: 50/s, not the packed 100/s
+    unmeasured = job("j", max=4, running_on=["a"], remaining_samples=1e4)
+    assert remaining_time(unmeasured, settings) is None  # no speed known: no time
+    assert remaining_time(replace(spread, remaining_samples=None), settings) is None
+    estimated = job("j", max=4, running_on=["a", "a", "a"], throughput={(1, 1): 10.0, (2, 1): 20.0},
+                    remaining_samples=3e3)  # fmt: skip
+    assert remaining_time(estimated, settings) == 100.0  # 3 on one node: 30/s, linear between/beyond its points
 
 
 def test_new_job_without_measurements_grows_packed_on_one_node() -> None:

@@ -56,7 +56,7 @@ class Candidate:
 def _score(c: Candidate, gain: float, settings: Settings) -> tuple[float, float, str]:
     if settings.grow_mode == "fair":
         return (float(c.planned), c.job.created, c.job.key)
-    return (-gain * service_weight(c.job, settings), c.job.created, c.job.key)
+    return (-gain * service_weight(c.job, settings, c.curve), c.job.created, c.job.key)
 
 
 def _next(cluster: Cluster, c: Candidate, settings: Settings) -> tuple[float, str] | None:

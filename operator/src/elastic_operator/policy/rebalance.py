@@ -88,13 +88,13 @@ def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], 
         if fair:
             return -float(c.planned)
         k = c.spans
-        return c.curve.marginal_gain(c.planned, k, k) * service_weight(c.job, settings)
+        return c.curve.marginal_gain(c.planned, k, k) * service_weight(c.job, settings, c.curve)
 
     def loss(d: Donor) -> float:
         if fair:
             return -float(d.planned)
         k = len(d.by_node)
-        return d.curve.marginal_gain(d.planned - 1, k, k) * service_weight(d.job, settings)
+        return d.curve.marginal_gain(d.planned - 1, k, k) * service_weight(d.job, settings, d.curve)
 
     def exact(c: Candidate, d: Donor, slot: Worker) -> bool:
         # The recipient itself must gain where the worker lands: a donor that would be faster without the worker
@@ -104,7 +104,8 @@ def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], 
             return raw > 0
         if raw < settings.min_marginal_gain:
             return False
-        return beats(raw * service_weight(c.job, settings), d.loss_of(slot) * service_weight(d.job, settings))
+        weight = service_weight(c.job, settings, c.curve)
+        return beats(raw * weight, d.loss_of(slot) * service_weight(d.job, settings, d.curve))
 
     def beats(g: float, lost: float) -> bool:
         if fair:  # g = -recipient size, lost = -donor size: move while the donor has 2 or more workers more

@@ -134,6 +134,9 @@ class Settings:
     rebalance_margin: float = 0.5  # a moved worker must gain this fraction more than it loses
     first_on_one_node: bool = True  # a job without measurements grows at admission only as far as one node takes
     service_scale_s: float = 20000.0  # goodput: a job's gains weigh scale / (scale + attained_s); 0: all weigh 1
+    # goodput: a job that reports its remaining work weighs scale / (scale + seconds it takes at its current speed)
+    # instead (shortest remaining time first); 0: least attained service only
+    remaining_scale_s: float = 5000.0
 
 
 @dataclass(frozen=True)
