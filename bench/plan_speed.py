@@ -77,6 +77,7 @@ def scenario(nodes: int = 1000, queued: int = 1000, running: int = 600, seed: in
                 workers=tuple(workers),
                 last_rescale=NOW - rnd.uniform(0, 3600),
                 throughput={(len(workers), len({w.node for w in workers})): 100.0 * len(workers) ** 0.8},
+                remaining_samples=1e5 * (1 + k % 97),  # as trainers report it: goodput weighs by time left
             )
         )
     for k in range(queued):

@@ -200,6 +200,9 @@ COMPARABILITY = [
     "- Progress: the artifact advances statistical-efficiency-weighted progress epoch by epoch; we count the "
     "iterations the validation trace nearest to the job's batch size took. Same epochs, small rounding "
     "differences.",
+    "- What our policy sees of a job, as the operator does: the throughput measured at each placement it has run at "
+    "and its remaining work in samples (what our trainer reports), never the throughput model. Pollux's policy "
+    "fits a throughput and efficiency model from its jobs and does not use their remaining work.",
 ]
 
 

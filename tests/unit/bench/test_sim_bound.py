@@ -8,6 +8,7 @@ from bench.sim.bound import best_placement, lower_bound, srpt_completions
 from bench.sim.engine import Cluster, simulate
 from bench.sim.run import POLICIES
 from bench.sim.traces import TraceJob, app_model, data_dir, workload
+from elastic_operator.policy import Plan, Snapshot
 
 TINY = Cluster(nodes=2, gpus_per_node=2, interval_s=60.0, restart_penalty_s=30.0)
 
@@ -75,3 +76,25 @@ def test_no_policy_beats_the_bound_on_a_pollux_workload(policy: str) -> None:
     trace = workload("0.5", 1)
     result = simulate(trace, POLICIES[policy], Cluster())
     assert lower_bound(trace, Cluster(), app_model).avg_jct_s <= sum(result.jct) / len(result.jct)
+
+
+def test_the_simulator_reports_each_jobs_remaining_work_as_trainers_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.sim.engine as engine
+
+    seen: dict[str, list[float]] = {}
+    real_plan = engine.plan
+
+    def recording(snapshot: Snapshot, now: float) -> Plan:
+        for j in snapshot.jobs:
+            assert j.remaining_samples is not None
+            seen.setdefault(j.key, []).append(j.remaining_samples)
+        return real_plan(snapshot, now)
+
+    monkeypatch.setattr(engine, "plan", recording)
+    simulate(TRACE, POLICIES["elastic-goodput"], TINY, toy)
+    assert set(seen) == {f"sim/{t.name}" for t in TRACE}
+    for t in TRACE:
+        left = seen[f"sim/{t.name}"]
+        assert left[0] == pytest.approx(Toy().work(t.batch))  # nothing done before its first round
+        assert all(b <= a for a, b in zip(left, left[1:], strict=False))  # work only ever gets done
+        assert left[-1] < left[0]  # and some of it was done while it was planned for
