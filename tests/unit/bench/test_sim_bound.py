@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
+from bench.sim import engine
 from bench.sim.bound import best_placement, lower_bound, srpt_completions
 from bench.sim.engine import Cluster, simulate
 from bench.sim.run import POLICIES
@@ -79,8 +82,6 @@ def test_no_policy_beats_the_bound_on_a_pollux_workload(policy: str) -> None:
 
 
 def test_the_simulator_reports_each_jobs_remaining_work_as_trainers_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.sim.engine as engine
-
     seen: dict[str, list[float]] = {}
     real_plan = engine.plan
 
@@ -96,5 +97,5 @@ def test_the_simulator_reports_each_jobs_remaining_work_as_trainers_do(monkeypat
     for t in TRACE:
         left = seen[f"sim/{t.name}"]
         assert left[0] == pytest.approx(Toy().work(t.batch))  # nothing done before its first round
-        assert all(b <= a for a, b in zip(left, left[1:], strict=False))  # work only ever gets done
+        assert all(b <= a for a, b in pairwise(left))  # work only ever gets done
         assert left[-1] < left[0]  # and some of it was done while it was planned for
