@@ -274,6 +274,8 @@ def test_goodput_growth_prefers_the_job_with_less_work_left_when_jobs_report_it(
     nodes = [node("n1", gpus=4)]
     srpt = plan(snap(nodes, [short, long], grow=True, remaining_scale_s=5_000.0), NOW)
     assert srpt.decision("ns/short").target == 3 and srpt.decision("ns/long") is None  # type: ignore[union-attr]
+    grown = srpt.decision("ns/short")
+    assert grown is not None and grown.inputs["remaining_s"] == 600.0 and "600 s of work left" in grown.reason
     las = plan(snap(nodes, [short, long], grow=True, remaining_scale_s=0.0), NOW)  # off: attained service decides
     assert las.decision("ns/long").target == 3 and las.decision("ns/short") is None  # type: ignore[union-attr]
     # weights: 600 s left -> 5000 / 5600; a job that reports no remaining work is weighed by attained service

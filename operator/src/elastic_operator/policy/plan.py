@@ -24,7 +24,7 @@ from elastic_operator.policy.queue import entries, order
 from elastic_operator.policy.rebalance import Donor, rebalance
 from elastic_operator.policy.reclaim import Cache, reclaim, victim_order
 from elastic_operator.policy.snapshot import Job, Phase, Snapshot, Worker, spans
-from elastic_operator.policy.throughput import cooldown, expected_pause
+from elastic_operator.policy.throughput import cooldown, expected_pause, remaining_time
 
 DETAILED_REASONS = 100  # queue positions that get a per-resource explanation of why they do not fit
 
@@ -345,25 +345,23 @@ class _Planner:
                     inputs={**old.inputs, "min_workers": c.size},
                 )
             else:
-                self.decide(
-                    Decision(
-                        c.job.key,
-                        Action.GROW,
-                        c.planned,
-                        add_nodes=tuple(c.added),
-                        reason=(
-                            f"grow ({s.grow_mode}): {c.size} -> {c.planned} workers on {c.spans} nodes, expected "
-                            f"{before:.3g} -> {after:.3g} samples/s pays for a {expected_pause(c.job, s):.3g} s pause "
-                            f"within {max(cooldown(c.job, s), s.min_payoff_horizon_s):g} s"
-                        ),
-                        inputs={
-                            "workers": c.size,
-                            "nodes": c.spans,
-                            "expected_before": before,
-                            "expected_after": after,
-                        },
-                    )
+                inputs: dict[str, InputValue] = {
+                    "workers": c.size,
+                    "nodes": c.spans,
+                    "expected_before": before,
+                    "expected_after": after,
+                }
+                reason = (
+                    f"grow ({s.grow_mode}): {c.size} -> {c.planned} workers on {c.spans} nodes, expected "
+                    f"{before:.3g} -> {after:.3g} samples/s pays for a {expected_pause(c.job, s):.3g} s pause "
+                    f"within {max(cooldown(c.job, s), s.min_payoff_horizon_s):g} s"
                 )
+                left = remaining_time(c.job, s, c.curve) if s.grow_mode == "goodput" else None
+                if left is not None:  # what weighed its claim against other jobs' (shortest remaining first)
+                    inputs["remaining_s"] = round(left, 1)
+                    reason += f"; {left:.0f} s of work left at its current speed"
+                self.decide(Decision(c.job.key, Action.GROW, c.planned, add_nodes=tuple(c.added), reason=reason,
+                                     inputs=inputs))  # fmt: skip
 
 
 def plan(snapshot: Snapshot, now: float) -> Plan:
