@@ -1,5 +1,6 @@
-"""`python -m bench.sim.run [--quick] [--workloads 1,2] [--loads 0.5,1.0]`: our policy against static baselines on the
-Pollux workloads, compared with the artifact's own averages; writes bench/results/sim.json and sim.md.
+"""`python -m bench.sim.run [--quick] [--workloads 1,2] [--loads 0.5,1.0] [--shifts 7,20,33]`: our policy against
+static baselines on the Pollux workloads, compared with the artifact's own averages, and again with arrivals shifted
+(`traces.shift_arrivals`); writes bench/results/sim.json and sim.md.
 
 Policies, all through the same `plan()` in the same simulator:
 - elastic-goodput: ours (min 1 worker, max 2 x requested, goodput growth, reclaim, safe backfill);
@@ -20,7 +21,7 @@ from typing import Any
 
 from bench.sim.bound import Bound, lower_bound
 from bench.sim.engine import Cluster, Policy, simulate
-from bench.sim.traces import REPO, TraceJob, app_model, data_dir, references, workload
+from bench.sim.traces import REPO, TraceJob, app_model, data_dir, references, shift_arrivals, workload
 from elastic_operator.policy import Settings
 
 RESULTS = REPO / "bench" / "results"
@@ -67,14 +68,15 @@ POLICIES = {
 }
 
 
-def _one(args: tuple[str, int, str]) -> dict[str, Any]:
-    load, index, policy = args
+def _one(args: tuple[str, int, str, float]) -> dict[str, Any]:
+    load, index, policy, shift = args
     started = time.perf_counter()
-    result = simulate(workload(load, index), POLICIES[policy], CLUSTER)
+    result = simulate(shift_arrivals(workload(load, index), shift), POLICIES[policy], CLUSTER)
     return {
         "load": load,
         "workload": f"workload-{index}",
         "policy": policy,
+        **({"arrival_shift_s": shift} if shift else {}),
         **result.summary(),
         "wall_s": round(time.perf_counter() - started, 2),
     }
@@ -86,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", default="1,2,3,4,5,6")
     parser.add_argument("--loads", default="0.5,1.0")
     parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument(
+        "--shifts",
+        default="7,20,33",
+        help="also run everything with two of three arrivals this many seconds later (comma-separated; '' for none)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -95,15 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     indexes = [1, 2] if args.quick else [int(x) for x in args.workloads.split(",")]
     loads = ["0.5"] if args.quick else args.loads.split(",")
     policies = args.policies.split(",")
-    tasks = [(load, i, p) for load in loads for i in indexes for p in policies]
+    shifts = [] if args.quick else [float(x) for x in args.shifts.split(",") if x.strip()]
+    tasks = [(load, i, p, shift) for shift in [0.0, *shifts] for load in loads for i in indexes for p in policies]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        rows = list(pool.map(_one, tasks))
+        done = list(pool.map(_one, tasks))
+    rows = [r for r in done if "arrival_shift_s" not in r]
+    shifted = [r for r in done if "arrival_shift_s" in r]
     bounds = {
         (load, f"workload-{i}"): lower_bound(workload(load, i), CLUSTER, app_model) for load in loads for i in indexes
     }
     wall = time.perf_counter() - started
-    report = build_report(rows, wall, bounds)
+    report = build_report(rows, wall, bounds, shifted)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sim.json").write_text(json.dumps(report, indent=2) + "\n")
     md = render_markdown(report)
@@ -116,7 +126,10 @@ ELASTIC_POLICIES = ("elastic-goodput", "elastic-fair")
 
 
 def build_report(
-    rows: list[dict[str, Any]], wall: float, bounds: dict[tuple[str, str], Bound] | None = None
+    rows: list[dict[str, Any]],
+    wall: float,
+    bounds: dict[tuple[str, str], Bound] | None = None,
+    shifted: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     refs = {(r.load, r.workload, r.policy): r.avg_jct_s for r in references()}
     comparisons = []
@@ -166,6 +179,66 @@ def build_report(
         "runs": rows,
         "comparison": comparisons,
         "summary": summary,
+        "robustness": robustness(
+            rows, shifted or [], {(load, wl): v for (load, wl, name), v in refs.items() if name == "pollux"}
+        ),
+        "shifted_runs": shifted or [],
+    }
+
+
+def robustness(
+    rows: list[dict[str, Any]], shifted: list[dict[str, Any]], refs: dict[tuple[str, str], float | None]
+) -> dict[str, Any]:
+    """The targets again for every arrival shift (each against static under the same shift; `refs`: Pollux's
+    average by (load, workload)), and per workload the range of each ratio over all of them: what holds whatever
+    round an arrival happens to land in."""
+    if not shifted:
+        return {}
+    runs = {(r.get("arrival_shift_s", 0.0), r["load"], r["workload"], r["policy"]): r["avg_jct_s"] for r in rows}
+    runs.update({(r["arrival_shift_s"], r["load"], r["workload"], r["policy"]): r["avg_jct_s"] for r in shifted})
+    shifts = sorted({k[0] for k in runs})
+    workloads = sorted({(k[1], k[2]) for k in runs})
+    by_shift: dict[str, list[dict[str, Any]]] = {}
+    ranges: dict[str, list[dict[str, Any]]] = {}
+    for policy in ELASTIC_POLICIES:
+        ratios: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for shift in shifts:
+            xs, ps = [], []
+            for load, wl in workloads:
+                mine, static = runs.get((shift, load, wl, policy)), runs.get((shift, load, wl, "static"))
+                pollux = refs.get((load, wl))
+                if mine is None or static is None or not pollux:
+                    continue
+                xs.append(static / mine)
+                ps.append(mine / pollux)
+                ratios.setdefault((load, wl), []).append((static / mine, mine / pollux))
+            if xs:
+                by_shift.setdefault(policy, []).append(
+                    {
+                        "arrival_shift_s": shift,
+                        "workloads_at_least_1_5x_static": f"{sum(x >= 1.5 for x in xs)}/{len(xs)}",
+                        "workloads_within_1_2x_pollux": f"{sum(p <= 1.2 for p in ps)}/{len(ps)}",
+                        "geomean_x_static": round(_geomean(xs), 3),
+                        "geomean_over_pollux": round(_geomean(ps), 3),
+                    }
+                )
+        ranges[policy] = [
+            {
+                "load": load,
+                "workload": wl,
+                "x_static_min": round(min(x for x, _ in rs), 3),
+                "x_static_max": round(max(x for x, _ in rs), 3),
+                "over_pollux_min": round(min(p for _, p in rs), 3),
+                "over_pollux_max": round(max(p for _, p in rs), 3),
+                "at_least_1_5x_static": f"{sum(x >= 1.5 for x, _ in rs)}/{len(rs)}",
+                "within_1_2x_pollux": f"{sum(p <= 1.2 for _, p in rs)}/{len(rs)}",
+            }
+            for (load, wl), rs in sorted(ratios.items())
+        ]
+    return {
+        "shift": "two of every three jobs (in arrival order) arriving the shift's seconds later",
+        "by_shift": by_shift,
+        "ranges": ranges,
     }
 
 
@@ -214,6 +287,39 @@ IDEAL_BOUND_NOTE = (
     "static = static / bound: where it is below 1.5, the 1.5x target is out of reach for every policy in this "
     "model. Where Pollux's own average is below the bound, matching it needs batch-size adaptation."
 )
+
+
+def _robustness_markdown(rob: dict[str, Any]) -> list[str]:
+    if not rob:
+        return []
+    out = ["", "## Robustness: the same runs with arrivals shifted", ""]
+    out.append(
+        f"Runs are chaotic (one different decision changes every later one), so every policy was also run with "
+        f"{rob['shift']} (static too: each ratio is against static under the same shift)."
+    )
+    out.append("")
+    out.append("| policy | shift s | >= 1.5x static | within 1.2x Pollux | geomean x static | geomean / Pollux |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    for policy, rows in rob["by_shift"].items():
+        for r in rows:
+            out.append(
+                f"| {policy} | {r['arrival_shift_s']:g} | {r['workloads_at_least_1_5x_static']} | "
+                f"{r['workloads_within_1_2x_pollux']} | {r['geomean_x_static']} | {r['geomean_over_pollux']} |"
+            )
+    goodput = rob["ranges"].get("elastic-goodput", [])
+    if goodput:
+        out.append("")
+        out.append("elastic-goodput per workload over all shifts (0 included):")
+        out.append("")
+        out.append("| load | workload | x static | >= 1.5x in | / Pollux | within 1.2x in |")
+        out.append("|---|---|---:|---:|---:|---:|")
+        for r in goodput:
+            out.append(
+                f"| {r['load']} | {r['workload']} | {r['x_static_min']}-{r['x_static_max']} | "
+                f"{r['at_least_1_5x_static']} | {r['over_pollux_min']}-{r['over_pollux_max']} | "
+                f"{r['within_1_2x_pollux']} |"
+            )
+    return out
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -275,6 +381,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{sum(x >= 1.5 for x in reach)}/{len(reach)} workloads at most; Pollux's average is below the bound "
             f"(only batch-size adaptation gets there) on {len(below)}/{len(reach)}."
         )
+    out.extend(_robustness_markdown(report.get("robustness") or {}))
     out.append("")
     out.extend(COMPARABILITY)
     out.append("")

@@ -25,7 +25,7 @@ import csv
 import math
 import os
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -44,6 +44,17 @@ class TraceJob:
     app: str
     replicas: int
     batch: int
+
+
+def shift_arrivals(trace: list[TraceJob], seconds: float) -> list[TraceJob]:
+    """The same jobs with two of every three (in arrival order, all but the 1st, 4th, 7th, ...) arriving `seconds`
+    later: a perturbation that keeps the load and mix but changes which round sees each arrival. Scheduling runs
+    are chaotic (one different decision changes every later one), so a result that holds only for the exact
+    arrival times is noise."""
+    if seconds == 0:
+        return list(trace)
+    ordered = sorted(trace, key=lambda j: (j.arrival, j.name))
+    return [replace(j, arrival=j.arrival + (seconds if i % 3 else 0.0)) for i, j in enumerate(ordered)]
 
 
 def workload(load: str, index: int) -> list[TraceJob]:
