@@ -16,7 +16,8 @@ from elastic_operator.policy import (
     apply_plan,
     plan,
 )
-from elastic_operator.policy.throughput import Curve, remaining_time, service_weight
+from elastic_operator.policy.fit import Cluster
+from elastic_operator.policy.throughput import Curve, amdahl, remaining_time, service_weight
 from tests.unit.policy.builders import NOW, gpus, job, node, snap
 
 
@@ -446,3 +447,50 @@ def test_goodput_gives_a_free_worker_to_the_job_it_speeds_up_most(wide_tp, narro
     p = plan(snap([node("n1", gpus=10)], [wide, narrow], grow=True, service_scale_s=0.0), NOW)
     grown = [d.job for d in p.changes if d.action is Action.GROW]
     assert grown == [f"ns/{winner}"]
+
+
+# YOLOv3 at batch 64 in the Pollux traces: 2 and 3 GPUs of one node accumulate gradients, 4 do not
+DIP = {(1, 1): 27.9, (2, 1): 54.5, (3, 1): 53.7}
+
+
+def test_an_unmeasured_whole_node_placement_is_expected_to_do_what_the_best_worker_does() -> None:
+    settings = Settings()
+    partial = Curve(job("y", max=8, throughput=DIP), settings, per_node=4)
+    assert partial.at(4, 1) == pytest.approx(27.9 * amdahl(4, 0.05))  # its best worker (1 on 1 node), scaled
+    assert partial.at(4, 2) == Curve(job("y", max=8, throughput=DIP), settings).at(4, 2)  # 2 + 2 fills no node
+    unknown = Curve(job("y", max=8, throughput=DIP), settings)  # per_node 0: no optimism
+    assert unknown.at(4, 1) < 60.0  # extrapolated flat from 2 and 3
+    measured = Curve(job("y", max=8, throughput={**DIP, (4, 1): 40.0}), settings, per_node=4)
+    assert measured.at(4, 1) == 40.0  # a measurement always wins
+    assert Curve(job("y", max=8), settings, per_node=4).at(4, 1) == amdahl(4, 0.05)  # nothing measured: default
+
+
+def test_per_node_is_the_most_common_whole_node_count_of_the_jobs_shape() -> None:
+    tainted = node("d", gpus=8, taints=[Taint("dedicated", "x", "NoSchedule")])
+    nodes = [node("a", gpus=4), node("b", gpus=4), node("c", gpus=8), tainted]
+    cluster = Cluster(snap(nodes, []))
+    assert cluster.per_node(job("one", gpus=1)) == 4  # two nodes of 4 against one of 8 (it may not use d)
+    tolerant = job("tolerant", gpus=1, tolerations=[Toleration("dedicated", "Exists")])
+    assert cluster.per_node(tolerant) == 8  # two of 4, two of 8: ties go to the larger
+    assert cluster.per_node(job("only-d", gpus=1, selector={"kubernetes.io/hostname": "d"})) == 0  # none eligible
+    assert cluster.per_node(job("two", gpus=2)) == 2
+    assert cluster.per_node(job("big", gpus=16)) == 0  # fits no node
+
+
+def test_growth_crosses_a_dip_when_the_run_of_workers_it_starts_pays() -> None:
+    # at 2 on a 4-GPU node with 2 free: a 3rd worker alone adds nothing (53.7 < 54.5), 3rd and 4th together 60 %
+    curve = {**DIP, (4, 1): 87.0}
+    y = job("y", max=8, running_on=["n1", "n1"], throughput=curve, last_rescale=NOW - 1000)
+    p = plan(snap([node("n1", gpus=4)], [y], grow=True), NOW)
+    d = p.decision("ns/y")
+    assert d is not None and (d.action, d.target, d.add_nodes) == (Action.GROW, 4, ("n1", "n1"))
+    # the same job whose 4th worker would not pay either stays where it is
+    flat = job("y", max=8, running_on=["n1", "n1"], throughput={**curve, (4, 1): 54.0}, last_rescale=NOW - 1000)
+    assert plan(snap([node("n1", gpus=4)], [flat], grow=True), NOW).decision("ns/y") is None
+
+
+def test_a_job_on_a_partial_node_tries_the_whole_node_it_has_never_run_at() -> None:
+    y = job("y", max=8, running_on=["n1", "n1"], throughput=DIP, last_rescale=NOW - 1000)
+    d = plan(snap([node("n1", gpus=4)], [y], grow=True), NOW).decision("ns/y")
+    assert d is not None and (d.action, d.target) == (Action.GROW, 4)
+    assert float(d.inputs["expected_after"]) > 90.0  # the whole-node estimate, not the flat extrapolation

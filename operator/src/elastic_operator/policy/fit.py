@@ -121,6 +121,7 @@ class Cluster:
         self._eligible: dict[tuple[object, ...], list[str]] = {}
         self._shapes: dict[tuple[object, ...], ShapeIndex] = {}
         self._shapes_of_node: dict[str, list[ShapeIndex]] = {name: [] for name in self.nodes}
+        self._per_node: dict[tuple[object, ...], int] = {}
         self.changes = 0  # bumps on every take or release (keys caches of derived facts)
         self.node_version: dict[str, int] = dict.fromkeys(self.nodes, 0)  # per node: bumps when it changes
 
@@ -147,6 +148,23 @@ class Cluster:
             for name in index.nodes:
                 self._shapes_of_node[name].append(index)
         return index
+
+    def per_node(self, job: Job) -> int:
+        """How many workers of `job`'s shape one of its eligible nodes holds when empty: the most common count
+        (ties: the larger), 0 when none holds one or the request is empty. What "a whole node" means for the job."""
+        key = (job.per_worker, _eligibility_key(job))
+        found = self._per_node.get(key)
+        if found is None:
+            request = tuple((k, v) for k, v in job.per_worker.items() if v > 0)
+            counts: dict[int, int] = {}
+            if request:
+                for name in self.eligible_nodes(job):
+                    c = _count(self.nodes[name].allocatable, request)
+                    if c > 0:
+                        counts[c] = counts.get(c, 0) + 1
+            found = max(counts, key=lambda c: (counts[c], c)) if counts else 0
+            self._per_node[key] = found
+        return found
 
     def take(self, name: str, request: Mapping[str, int], n: int = 1) -> None:
         self._sub(name, request, n)

@@ -52,6 +52,18 @@ class Candidate:
         near = {*self.nodes, *self.added}
         return self.curve.marginal_gain(self.planned, len(near), len(near) + (node not in near))
 
+    def run_gain(self, node: str, room: int) -> float:
+        """The best average gain per worker of 2..`room` more workers on `node`, a node the job already uses, as a
+        fraction of its planned speed: a curve that dips before it rises (two workers more on the node help, one
+        does not) is crossed one worker at a time only if each is valued by the run it starts."""
+        assert self.curve is not None
+        k = spans([*self.nodes, *self.added])
+        base = self.curve.at(max(1, self.planned), k)
+        if base <= 0:
+            return 0.0
+        now = self.curve.at(self.planned, k)
+        return max(((self.curve.at(self.planned + j, k) - now) / (j * base) for j in range(2, room + 1)), default=0.0)
+
 
 def _score(c: Candidate, gain: float, settings: Settings) -> tuple[float, float, str]:
     if settings.grow_mode == "fair":
@@ -67,6 +79,9 @@ def _next(cluster: Cluster, c: Candidate, settings: Settings) -> tuple[float, st
     if node is None or (node not in c.nodes and c.packed_only(settings)):
         return None
     gain = c.gain_at(node)
+    if settings.grow_mode == "goodput" and (node in c.nodes or node in c.added):
+        room = min(cluster.shape(c.job).count.get(node, 0), c.limit - c.planned)
+        gain = max(gain, c.run_gain(node, room))
     wanted = gain >= settings.min_marginal_gain if settings.grow_mode == "goodput" else gain > 0
     return (gain, node) if wanted else None
 
@@ -145,7 +160,7 @@ def grow(cluster: Cluster, candidates: list[Candidate], settings: Settings) -> N
     """Fills `Candidate.added` (and reserves the nodes in `cluster`)."""
     for c in candidates:
         if c.curve is None:
-            c.curve = Curve(c.job, settings)
+            c.curve = Curve(c.job, settings, cluster.per_node(c.job))
         c.limit = c.job.max_workers
         if c.packed_only(settings):
             c.limit = min(c.limit, max(c.size, _one_node(cluster, c)))

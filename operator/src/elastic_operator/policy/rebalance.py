@@ -71,13 +71,13 @@ def _value(curve: Curve, n: tuple[int, int], m: tuple[int, int], horizon: float,
 def rebalance(cluster: Cluster, recipients: list[Candidate], donors: list[Job], settings: Settings) -> list[Donor]:
     """Moves workers into `recipients[i].added` (after what growth gave them) and returns the donors that gave."""
     fair = settings.grow_mode == "fair"
-    pool = [Donor(j, Curve(j, settings)) for j in donors]
+    pool = [Donor(j, Curve(j, settings, cluster.per_node(j))) for j in donors]
     start = {id(c): len(c.added) for c in recipients}
     taken: set[str] = set()  # jobs that received: never donors too
     given: set[str] = set()
     for c in recipients:
         if c.curve is None:
-            c.curve = Curve(c.job, settings)
+            c.curve = Curve(c.job, settings, cluster.per_node(c.job))
         if not c.limit:
             c.limit = c.job.max_workers
 
