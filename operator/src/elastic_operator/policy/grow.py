@@ -5,7 +5,8 @@ workers ("fair") or to the job whose expected throughput gains most from it, as 
 ("goodput", Pollux's idea with reported throughput instead of a fitted model; see `Curve.marginal_gain`). Each
 worker is judged where it would land (`Cluster.peek_one`): one that takes the job onto another node is worth the
 throughput the job is expected to have on that many nodes, so a job whose reports show that spreading slows it down
-is not spread, and a free place on a node it already uses goes first. A
+is not spread, and a free place on a node it already uses goes first; there, a worker is worth the best run of
+workers it starts (`Candidate.run_gain`), so a curve that dips before it rises is crossed. A
 running job keeps its extra workers only when the gain pays for the rescale pause over its cooldown
 (`worth_rescaling`); jobs that fail are dropped and the rest re-shared, and at the end every dropped job gets one
 more chance at the best size the leftover allows. That last pass is what makes a plan a fixpoint: re-planning after
@@ -57,12 +58,11 @@ class Candidate:
         fraction of its planned speed: a curve that dips before it rises (two workers more on the node help, one
         does not) is crossed one worker at a time only if each is valued by the run it starts."""
         assert self.curve is not None
-        k = spans([*self.nodes, *self.added])
-        base = self.curve.at(max(1, self.planned), k)
-        if base <= 0:
-            return 0.0
+        k = self.spans
         now = self.curve.at(self.planned, k)
-        return max(((self.curve.at(self.planned + j, k) - now) / (j * base) for j in range(2, room + 1)), default=0.0)
+        if now <= 0:
+            return 0.0
+        return max(((self.curve.at(self.planned + j, k) - now) / (j * now) for j in range(2, room + 1)), default=0.0)
 
 
 def _score(c: Candidate, gain: float, settings: Settings) -> tuple[float, float, str]:

@@ -360,8 +360,9 @@ class _Planner:
                 if left is not None:  # what weighed its claim against other jobs' (shortest remaining first)
                     inputs["remaining_s"] = round(left, 1)
                     reason += f"; {left:.0f} s of work left at its current speed"
-                self.decide(Decision(c.job.key, Action.GROW, c.planned, add_nodes=tuple(c.added), reason=reason,
-                                     inputs=inputs))  # fmt: skip
+                self.decide(
+                    Decision(c.job.key, Action.GROW, c.planned, add_nodes=tuple(c.added), reason=reason, inputs=inputs)
+                )
 
 
 def plan(snapshot: Snapshot, now: float) -> Plan:
