@@ -163,12 +163,7 @@ def build_report(
         xs = [e[f"{policy}_x_static"] for e in comparisons if f"{policy}_x_static" in e]
         ps = [e[f"{policy}_over_pollux"] for e in comparisons if f"{policy}_over_pollux" in e]
         if xs and ps:
-            summary[policy] = {
-                "workloads_at_least_1_5x_static": f"{sum(x >= 1.5 for x in xs)}/{len(xs)}",
-                "workloads_within_1_2x_pollux": f"{sum(p <= 1.2 for p in ps)}/{len(ps)}",
-                "geomean_x_static": round(_geomean(xs), 3),
-                "geomean_over_pollux": round(_geomean(ps), 3),
-            }
+            summary[policy] = _targets(xs, ps)
     return {
         "attribution": ATTRIBUTION,
         "cluster": CLUSTER.__dict__,
@@ -213,15 +208,7 @@ def robustness(
                 ps.append(mine / pollux)
                 ratios.setdefault((load, wl), []).append((static / mine, mine / pollux))
             if xs:
-                by_shift.setdefault(policy, []).append(
-                    {
-                        "arrival_shift_s": shift,
-                        "workloads_at_least_1_5x_static": f"{sum(x >= 1.5 for x in xs)}/{len(xs)}",
-                        "workloads_within_1_2x_pollux": f"{sum(p <= 1.2 for p in ps)}/{len(ps)}",
-                        "geomean_x_static": round(_geomean(xs), 3),
-                        "geomean_over_pollux": round(_geomean(ps), 3),
-                    }
-                )
+                by_shift.setdefault(policy, []).append({"arrival_shift_s": shift, **_targets(xs, ps)})
         ranges[policy] = [
             {
                 "load": load,
@@ -239,6 +226,16 @@ def robustness(
         "shift": "two of every three jobs (in arrival order) arriving the shift's seconds later",
         "by_shift": by_shift,
         "ranges": ranges,
+    }
+
+
+def _targets(xs: list[float], ps: list[float]) -> dict[str, Any]:
+    """The issue's targets over workloads, from each one's x static (`xs`) and / Pollux (`ps`) ratios."""
+    return {
+        "workloads_at_least_1_5x_static": f"{sum(x >= 1.5 for x in xs)}/{len(xs)}",
+        "workloads_within_1_2x_pollux": f"{sum(p <= 1.2 for p in ps)}/{len(ps)}",
+        "geomean_x_static": round(_geomean(xs), 3),
+        "geomean_over_pollux": round(_geomean(ps), 3),
     }
 
 
